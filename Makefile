@@ -1,0 +1,81 @@
+# radtriage: every task a developer or CI runs. `make help` lists them.
+# Needs Go (go.mod's version) and, for `make test`, a Debian-like machine
+# where .ci/services.sh can find or start PostgreSQL and Redis.
+
+GO        ?= go
+BIN       := bin/radtriage
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+ARGS      ?=
+# Fuzz time per target in `make test` and `make fuzz`.
+FUZZTIME  ?= 10s
+# Packages also tested under the race detector in `make test` (with -short:
+# tests that spawn processes or take minutes skip), the ones with goroutines
+# of their own: request handling, the store, the push client, serve.
+RACE_PKGS ?= ./api/... ./store/... ./cmd/...
+BENCH     ?= .
+BENCHTIME ?= 1s
+
+# Recipes that run tests source the service addresses .ci/services.sh found.
+SERVICES_ENV := .cache/services.env
+WITH_SERVICES = if [ -f $(SERVICES_ENV) ]; then . ./$(SERVICES_ENV); fi;
+
+.PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean
+
+help:
+	@echo 'make build        bin/radtriage (pure Go, CGO_ENABLED=0)'
+	@echo 'make run          build, then bin/radtriage serve $$ARGS (SQLite + ./data, nothing to install)'
+	@echo 'make test         services, vet, unit tests, race tests ($$RACE_PKGS), short fuzzing'
+	@echo 'make bench        Go benchmarks ($$BENCH, $$BENCHTIME), then ingest vs Orthanc (bench-ingest.md)'
+	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
+	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
+	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
+	@echo 'make services-stop  stop the private instances make services started'
+	@echo 'make build-cuda   bin/radtriage-cuda (arrives with the kernels issue)'
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/radtriage
+
+run: build
+	./$(BIN) serve $(ARGS)
+
+# The whole check, as CI runs it (.ci/run). Steps run in order; the first
+# failure stops the run.
+test: services vet unit race fuzz
+
+unit:
+	$(WITH_SERVICES) $(GO) test -count=1 ./...
+
+race:
+	$(WITH_SERVICES) $(GO) test -count=1 -race -short $(RACE_PKGS)
+
+# Go benchmarks, then the ingest benchmark: radtriage (SQLite, PostgreSQL)
+# beside Debian's Orthanc + DICOMweb plugin in one run (.ci/bench-ingest.sh;
+# the report lands in bench-ingest.md).
+bench: services
+	$(WITH_SERVICES) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+	$(WITH_SERVICES) .ci/bench-ingest.sh bench-ingest.md
+
+fuzz:
+	.ci/fuzz.sh $(FUZZTIME)
+
+build-cuda:
+	@echo "CUDA backend arrives with the kernels issue" >&2
+	@exit 1
+
+fmt:
+	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)
+
+vet:
+	@unformatted=$$(gofmt -s -l $$($(GO) list -f '{{.Dir}}' ./...)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -s needed (make fmt):"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+services:
+	.ci/services.sh
+
+services-stop:
+	.ci/services.sh stop
+
+clean:
+	rm -rf bin

@@ -1,0 +1,25 @@
+// Package api serves radtriage over HTTP with Gin: DICOMweb (STOW-RS,
+// QIDO-RS, WADO-RS) under /dicomweb, health (/healthz, /readyz), and, in
+// later issues, the worklist, findings, metrics and the web UI.
+//
+// Handlers hold no business logic: they decode the request, call the
+// store, and encode the answer. Errors map to HTTP status in one place
+// (errors.go).
+//
+// DICOMweb routes (media types and status codes: stow.go, qido.go,
+// wado.go):
+//
+//	POST /dicomweb/studies[/{study}]                         STOW-RS
+//	GET  /dicomweb/studies, /series, /instances              QIDO-RS
+//	GET  /dicomweb/studies/{study}/series, .../instances     QIDO-RS
+//	GET  /dicomweb/studies/{study}/series/{series}/instances QIDO-RS
+//	GET  /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]][/metadata]  WADO-RS
+//	GET  .../instances/{sop}/frames/{list}                   WADO-RS frames (native pixel data)
+//	GET  .../instances/{sop}/bulkdata/7FE00010               WADO-RS bulk data (Pixel Data)
+//
+// Every UID in a path is checked with dicomio.ValidateUID before it reaches
+// the store (400 otherwise); routing uses the escaped path, so "..%2F.."
+// arrives as one (invalid) UID, and a path with dot or empty segments
+// under /dicomweb is 400. RetrieveURLs are absolute, built from the
+// request's Host and its scheme (TLS or X-Forwarded-Proto).
+package api

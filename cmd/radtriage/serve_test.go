@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const ctHead = "../../../shared/dicom/ct-head-5mm" // ../shared from the repository root
+
+// TestServePush runs the real server as serve does, pushes the CT head
+// study with push, and stops the server with the context.
+func TestServePush(t *testing.T) {
+	env, _, _ := testEnv(map[string]string{"RADTRIAGE_DATA_DIR": t.TempDir()})
+	c, err := parseServe(env, []string{"--addr", "127.0.0.1:0", "--stable-age", "1s", "--log-level", "debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var logs syncBuffer
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c, &logs, ready) }()
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	base := "http://" + addr.String()
+
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %s", resp.Status)
+	}
+
+	var stdout, stderr bytes.Buffer
+	err = push(ctx, &pushConfig{Dir: ctHead, URL: base + "/dicomweb", Concurrency: 2, BatchSize: 4 << 20, Retries: 1}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("push: %v\n%s%s", err, stderr.String(), stdout.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "28 stored, 0 stored with warnings, 0 failed, 2 skipped\n") {
+		t.Errorf("push summary:\n%s", stdout.String())
+	}
+
+	// The stability watcher runs: the study becomes stable with its 28
+	// instances and is logged (maybe once before, if the upload paused).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "instances=28") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after cancel", err)
+		}
+	case <-time.After(shutdownGrace):
+		t.Fatal("serve did not stop")
+	}
+	out := logs.String()
+	for _, want := range []string{"radtriage serving", "database=sqlite", "not for production", "study stable", "instances=28", "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "data_dir="+filepath.Clean(c.DataDir)) {
+		t.Errorf("log lacks the data dir %s:\n%s", c.DataDir, out)
+	}
+}
+
+// TestPushFailureExitStatus: a push where an instance fails returns an
+// error (exit status 1) after printing the summary.
+func TestPushFailureExitStatus(t *testing.T) {
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	var stdout bytes.Buffer
+	err = push(t.Context(), &pushConfig{Dir: ctHead, URL: "http://" + ln.Addr().String() + "/dicomweb", Concurrency: 4, BatchSize: 64 << 20}, &stdout, io.Discard)
+	if err == nil || err.Error() != "28 of 28 instances failed" || exitCode(err) != 1 {
+		t.Errorf("error %v, want 28 of 28 instances failed", err)
+	}
+	if !strings.Contains(stdout.String(), "404 Not Found") {
+		t.Errorf("summary does not give the reason:\n%s", stdout.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's and the test's
+// goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS instance_conflicts;
+DROP TABLE IF EXISTS instances;
+DROP TABLE IF EXISTS series;
+DROP TABLE IF EXISTS studies;
+DROP TABLE IF EXISTS patients;

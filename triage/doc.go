@@ -1,0 +1,3 @@
+// Package triage runs ONNX models on a kernels.Backend, combines the
+// ensemble into findings and scores urgency (issue: triage).
+package triage

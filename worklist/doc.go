@@ -1,0 +1,3 @@
+// Package worklist keeps the Redis-backed radiologist worklist: scores,
+// claims, aging and events (issue: worklist).
+package worklist
