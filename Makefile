@@ -16,6 +16,16 @@ RACE_PKGS ?= ./api/... ./store/... ./cmd/...
 BENCH     ?= .
 BENCHTIME ?= 1s
 
+# Pixel codecs that need C libraries (JPEG 2000 via OpenJPEG, JPEG-LS via
+# CharLS) are compiled in when .ci/codec-tags.sh finds their headers;
+# `make test` installs them (.ci/services.sh) and then requires them
+# (RADTRIAGE_REQUIRE_CODECS=1 turns "decoder missing" skips into failures).
+# Evaluated when a recipe runs, so after `services` has installed them.
+CODEC_TAGS = $(shell .ci/codec-tags.sh)
+GOTAGS     = $(if $(CODEC_TAGS),-tags $(CODEC_TAGS))
+CGO        = $(if $(CODEC_TAGS),1,0)
+REQUIRE_CODECS = RADTRIAGE_REQUIRE_CODECS=$(if $(CODEC_TAGS),1,0)
+
 # Recipes that run tests source the service addresses .ci/services.sh found.
 SERVICES_ENV := .cache/services.env
 WITH_SERVICES = if [ -f $(SERVICES_ENV) ]; then . ./$(SERVICES_ENV); fi;
@@ -23,10 +33,11 @@ WITH_SERVICES = if [ -f $(SERVICES_ENV) ]; then . ./$(SERVICES_ENV); fi;
 .PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean
 
 help:
-	@echo 'make build        bin/radtriage (pure Go, CGO_ENABLED=0)'
+	@echo 'make build        bin/radtriage (pure Go, plus the cgo JPEG 2000/JPEG-LS codecs when their headers are installed)'
 	@echo 'make run          build, then bin/radtriage serve $$ARGS (SQLite + ./data, nothing to install)'
 	@echo 'make test         services, vet, unit tests, race tests ($$RACE_PKGS), short fuzzing'
-	@echo 'make bench        Go benchmarks ($$BENCH, $$BENCHTIME), then ingest vs Orthanc (bench-ingest.md)'
+	@echo 'make bench        Go benchmarks ($$BENCH, $$BENCHTIME), ingest vs Orthanc (bench-ingest.md),'
+	@echo '                  codecs vs dcmtk (bench-codecs.md), volume vs dcm2niix (bench-volume.md)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
@@ -34,7 +45,7 @@ help:
 	@echo 'make build-cuda   bin/radtriage-cuda (arrives with the kernels issue)'
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/radtriage
+	CGO_ENABLED=$(CGO) $(GO) build $(GOTAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/radtriage
 
 run: build
 	./$(BIN) serve $(ARGS)
@@ -44,20 +55,24 @@ run: build
 test: services vet unit race fuzz
 
 unit:
-	$(WITH_SERVICES) $(GO) test -count=1 ./...
+	$(WITH_SERVICES) $(REQUIRE_CODECS) CGO_ENABLED=$(CGO) $(GO) test $(GOTAGS) -count=1 ./...
+	@# The pure-Go build (no C libraries) must build and answer "unsupported".
+	CGO_ENABLED=0 $(GO) test -count=1 ./dicomio/... ./volume/...
 
 race:
-	$(WITH_SERVICES) $(GO) test -count=1 -race -short $(RACE_PKGS)
+	$(WITH_SERVICES) CGO_ENABLED=1 $(GO) test $(GOTAGS) -count=1 -race -short $(RACE_PKGS)
 
 # Go benchmarks, then the ingest benchmark: radtriage (SQLite, PostgreSQL)
 # beside Debian's Orthanc + DICOMweb plugin in one run (.ci/bench-ingest.sh;
 # the report lands in bench-ingest.md).
 bench: services
-	$(WITH_SERVICES) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+	$(WITH_SERVICES) CGO_ENABLED=$(CGO) $(GO) test $(GOTAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
 	$(WITH_SERVICES) .ci/bench-ingest.sh bench-ingest.md
+	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/codecbench -shared ../shared/dicom -out bench-codecs.md
+	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/bench-volume.sh
 
 fuzz:
-	.ci/fuzz.sh $(FUZZTIME)
+	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
 
 build-cuda:
 	@echo "CUDA backend arrives with the kernels issue" >&2
@@ -69,7 +84,8 @@ fmt:
 vet:
 	@unformatted=$$(gofmt -s -l $$($(GO) list -f '{{.Dir}}' ./...)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -s needed (make fmt):"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	CGO_ENABLED=$(CGO) $(GO) vet $(GOTAGS) ./...
+	CGO_ENABLED=0 $(GO) vet ./...
 
 services:
 	.ci/services.sh

@@ -7,16 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-${FUZZTIME:-10s}}
+# GOTAGS (e.g. "-tags openjpeg,charls", from the Makefile) adds the cgo codecs.
+read -r -a tags <<<"${GOTAGS:-}"
 status=0
 count=0
 for pkg in $(go list ./...); do
 	# Only packages with a fuzz target in a test file are worth a test build.
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	grep -qs '^func Fuzz' "$dir"/*_test.go || continue
-	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+	for target in $(go test "${tags[@]}" -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		count=$((count + 1))
 		echo "fuzz: $pkg $target for $fuzztime" >&2
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"; then
+		if ! go test "${tags[@]}" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"; then
 			echo "fuzz: FAIL $pkg $target" >&2
 			status=1
 		fi

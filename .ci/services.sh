@@ -219,6 +219,12 @@ esac
 mkdir -p "$cache"
 # The tools first: psql and redis-cli come with the servers' packages.
 apt_install postgresql redis-server orthanc orthanc-dicomweb dcmtk python3-pydicom || true
+# Pixel codecs in C (cgo: JPEG 2000, JPEG-LS) and the volume reference
+# converter for the tests and benchmarks.
+apt_install gcc pkg-config libopenjp2-7-dev libcharls-dev dcm2niix || true
+if [ -z "$(.ci/codec-tags.sh)" ] || ! command -v dcm2niix >/dev/null; then
+	problem "the OpenJPEG/CharLS headers (libopenjp2-7-dev, libcharls-dev) or dcm2niix are missing"
+fi
 
 {
 	echo "# written by .ci/services.sh on $(date -u +%FT%TZ); sourced by make test"

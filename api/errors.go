@@ -47,10 +47,10 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, dicomio.ErrFrameRange), errors.Is(err, dicomio.ErrNoPixelData):
 		return http.StatusNotFound
-	case errors.Is(err, dicomio.ErrNotNative):
-		// Frames are served as uncompressed octet-stream only and
-		// radtriage does not transcode (PS3.18 §8.7.3.5: no acceptable
-		// representation → 406).
+	case errors.Is(err, dicomio.ErrNotNative), errors.Is(err, dicomio.ErrUnsupportedTransferSyntax):
+		// Frames are served as uncompressed octet-stream only; a syntax
+		// this build cannot decode has no acceptable representation
+		// (PS3.18 §8.7.3.5 → 406).
 		return http.StatusNotAcceptable
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable

@@ -36,10 +36,11 @@ import (
 //   - .../instances/{sop}/frames/{list}: 1-based comma list; native pixel
 //     data only, multipart/related; type="application/octet-stream" with
 //     one part per frame (bare application/octet-stream for one frame when
-//     that is all the client accepts). Encapsulated pixel data is 406:
-//     the frames exist only in a compressed syntax and radtriage does not
-//     transcode to the uncompressed octet-stream asked for. A frame number
-//     beyond NumberOfFrames is 404; 0 or garbage is 400.
+//     that is all the client accepts). Frames of encapsulated (compressed)
+//     pixel data are decoded (dicomio.DecodeFrames) and served the same
+//     way, colour samples interleaved; a syntax this build cannot decode
+//     (JPEG 2000 or JPEG-LS without the cgo codecs, MPEG, ...) is 406. A
+//     frame number beyond NumberOfFrames is 404; 0 or garbage is 400.
 //
 // UIDs in the path are validated before any lookup (400); unknown
 // resources are 404.
@@ -373,10 +374,13 @@ func (s *server) frames(c *gin.Context) {
 	}
 	defer rc.Close()
 	var frames [][]byte
-	if rec.BitsAllocated == 1 {
+	switch {
+	case rec.BitsAllocated == 1:
 		frames, err = bitFrames(rc, rec, nums)
-	} else {
+	case nativeSyntax(rec.TransferSyntaxUID):
 		frames, err = dicomio.NativeFrames(rc, rec.Size, nums)
+	default:
+		frames, err = decodedFrames(rc, rec, nums)
 	}
 	if err != nil {
 		s.abortWithError(c, fmt.Errorf("frames %s of instance %s (transfer syntax %s): %w", c.Param("frames"), rec.SOPInstanceUID, rec.TransferSyntaxUID, err))
@@ -391,6 +395,27 @@ func (s *server) frames(c *gin.Context) {
 }
 
 const explicitVRBigEndian = "1.2.840.10008.1.2.2"
+
+// decodedFrames decodes the given frames of an instance with encapsulated
+// (compressed) pixel data into the uncompressed octet-stream form:
+// little endian samples in Bits Allocated containers, colour interleaved.
+// A syntax this build cannot decode is dicomio.ErrUnsupportedTransferSyntax
+// (406).
+func decodedFrames(r io.Reader, rec *store.InstanceRecord, nums []int) ([][]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, rec.Size))
+	if err != nil {
+		return nil, err
+	}
+	_, px, err := dicomio.DecodeFrames(data, nums)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(nums))
+	for i := range out {
+		out[i] = px.Frame(i)
+	}
+	return out, nil
+}
 
 // bitFrames cuts 1-bit frames (Bits Allocated 1, one sample per pixel)
 // out of the pixel data, which packs them without padding between

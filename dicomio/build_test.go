@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"strconv"
+	"strings"
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -25,7 +26,8 @@ func ele(tag uint32, vr string, val []byte) []byte {
 	b := binary.LittleEndian.AppendUint16(nil, uint16(tag>>16))
 	b = binary.LittleEndian.AppendUint16(b, uint16(tag))
 	b = append(b, vr...)
-	if longVL(vr) {
+	// PS3.5 §7.1.2's list, not longVL, so the builder checks the scanner.
+	if strings.Contains("OB OD OF OL OV OW SQ SV UC UN UR UT UV", vr) {
 		b = append(b, 0, 0)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(val)))
 	} else {

@@ -1,6 +1,6 @@
 // Package dicomio owns DICOM bytes: parsing and validating instances
 // (github.com/suyashkumar/dicom v1.1.0 underneath, behind a recover), the
-// DICOM JSON model (PS3.18 Annex F) for metadata, native frame extraction,
+// DICOM JSON model (PS3.18 Annex F) for metadata, pixel data decoding,
 // and multipart/related DICOMweb bodies.
 //
 // It knows nothing about HTTP, SQL or Redis: callers hand it readers and
@@ -23,6 +23,14 @@
 //     header that names one of the three syntaxes it reads, behind a
 //     recover; its result fills the Instance.
 //
-// Pixel data is never decoded here: NativeFrames and PixelDataBytes return
-// the stored bytes, in the transfer syntax's byte order.
+// Ingest only reads: ReadInstance never decodes pixel data, so an instance
+// whose syntax radtriage cannot decode is still stored and served.
+// NativeFrames and PixelDataBytes return the stored bytes, in the transfer
+// syntax's byte order. DecodePixels and DecodeFrames decode them (pixels.go):
+// native data of any layout (native.go), encapsulated frames rebuilt from
+// their fragments (encaps.go), and the codecs registered in package
+// codec: RLE, JPEG Lossless and JPEG DCT (pure Go, written here), JPEG
+// 2000 and JPEG-LS (OpenJPEG and CharLS through cgo, in builds with the
+// openjpeg and charls tags). Pixels.Int32 and Pixels.Float32 apply Bits
+// Stored, High Bit, Pixel Representation and rescale in one loop.
 package dicomio

@@ -71,6 +71,9 @@ type Instance struct {
 	// Encapsulated reports that it uses an encapsulated transfer syntax.
 	HasPixelData bool
 	Encapsulated bool
+
+	// VolumeInfo: attributes for volume assembly (geometry.go).
+	VolumeInfo
 }
 
 // FailureReason is a DICOM status code used as FailureReason (0008,1197)

@@ -118,7 +118,7 @@ func loadBytes(data []byte, opt dicom.ParseOption) (*instanceData, error) {
 			d.pixel = &d.elems[i]
 		}
 	}
-	if d.lib, err = parse(charsetAsCS(d.dataset, d.elems, ts), ts, opt); err != nil {
+	if d.lib, err = parse(libraryVRs(charsetAsCS(d.dataset, d.elems, ts), d.dataset, d.elems, ts), ts, opt); err != nil {
 		return nil, rj(reject(ReasonCannotUnderstand, err, "the DICOM parser could not read the data set"))
 	}
 	return d, nil
@@ -184,6 +184,36 @@ func charsetAsCS(ds []byte, elems []element, ts transferSyntax) []byte {
 		}
 		return ds
 	}
+	return ds
+}
+
+// libraryVRs works around the library's ignorance of the 64-bit VRs OV,
+// SV and UV (the Extended Offset Table (7FE0,0001) is OV): it reads their
+// explicit-VR header as a short one and loses its place. In a copy of ds
+// (unless ds is already a copy of orig, from charsetAsCS) each such VR is
+// renamed OB, which has the same 12-byte header, so nothing moves; the
+// value stays as raw bytes. radtriage reads the Extended Offset Table from
+// its own structural pass, not from the library.
+func libraryVRs(ds, orig []byte, elems []element, ts transferSyntax) []byte {
+	if ts.implicit {
+		return ds
+	}
+	copied := len(ds) > 0 && len(orig) > 0 && &ds[0] != &orig[0]
+	var walk func([]element)
+	walk = func(elems []element) {
+		for _, e := range elems {
+			if newLongVR(e.vr) && e.offset >= 12 {
+				if !copied {
+					ds, copied = bytes.Clone(ds), true
+				}
+				copy(ds[e.offset-8:], "OB")
+			}
+			for _, item := range e.items {
+				walk(item)
+			}
+		}
+	}
+	walk(elems)
 	return ds
 }
 
@@ -309,6 +339,7 @@ func (d *instanceData) instance() (*Instance, error) {
 		in.RescaleIntercept, _ = firstFloat(e)
 	}
 	in.functionalGroups(ds)
+	in.volumeAttributes(ds)
 	if in.NumberOfFrames <= 0 && (in.HasPixelData || in.Rows > 0) {
 		in.NumberOfFrames = 1
 	}

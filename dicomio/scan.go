@@ -100,15 +100,21 @@ func (s *scanner) need(n uint64, end int, what string) error {
 	return nil
 }
 
-// longVL are the explicit VRs the library reads with a reserved field and
-// a 32-bit length (read.go readVL in suyashkumar/dicom v1.1.0).
+// longVL are the explicit VRs written with a reserved field and a 32-bit
+// length (PS3.5 §7.1.2): the ones the library reads that way (read.go
+// readVL in suyashkumar/dicom v1.1.0), and OV, SV and UV (added to DICOM
+// in 2019), which the library does not know; libraryVRs rewrites those
+// before it parses.
 func longVL(vr string) bool {
 	switch vr {
 	case "NA", "OB", "OD", "OF", "OL", "OW", "SQ", "UN", "UC", "UR", "UT":
 		return true
 	}
-	return false
+	return newLongVR(vr)
 }
+
+// newLongVR are the 64-bit VRs the library reads with a short header.
+func newLongVR(vr string) bool { return vr == "OV" || vr == "SV" || vr == "UV" }
 
 // implicitVR is the library's dictionary lookup for implicit VR.
 func implicitVR(t uint32) string {
@@ -147,7 +153,7 @@ func (s *scanner) header(end int) (t uint32, vr string, vl uint32, err error) {
 		}
 		s.pos += 2
 		vl = s.u32()
-		if vl == undefinedLength && (vr == "UC" || vr == "UR" || vr == "UT") {
+		if vl == undefinedLength && (vr == "UC" || vr == "UR" || vr == "UT" || newLongVR(vr)) {
 			return 0, "", 0, s.fail("(%04X,%04X) %s has undefined length", g, el, vr)
 		}
 		return t, vr, vl, nil

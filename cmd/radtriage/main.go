@@ -1,5 +1,5 @@
 // Command radtriage is the radtriage DICOM triage server and its tools:
-// serve, migrate, push and version. Run "radtriage help" for usage.
+// serve, migrate, push, volume and version. Run "radtriage help" for usage.
 package main
 
 import (

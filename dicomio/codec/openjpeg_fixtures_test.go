@@ -1,0 +1,215 @@
+//go:build cgo && (openjpeg || charls)
+
+package codec_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/radtriage/radtriage/dicomio"
+	"github.com/radtriage/radtriage/dicomio/codec"
+)
+
+// cgoShared returns ../shared/dicom (relative to the repository root),
+// looking upwards from the package directory. It skips the test when the
+// fixtures are absent, and fails it under CI=true.
+func cgoShared(tb testing.TB) string {
+	tb.Helper()
+	dir, err := filepath.Abs(".")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		p := filepath.Join(dir, "..", "shared", "dicom")
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatal("../shared/dicom not found (required under CI=true)")
+	}
+	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
+	return ""
+}
+
+// cgoEncoded is one encapsulated fixture split into its frames.
+type cgoEncoded struct {
+	in     *dicomio.Instance
+	frame  codec.Frame
+	frames [][]byte
+}
+
+// cgoReadEncoded reads a fixture with encapsulated pixel data and splits its
+// value into frames: item headers are parsed here (PS3.5 §A.4), the first
+// item is the Basic Offset Table, and the fixtures hold one fragment per
+// frame (or, for a single frame, fragments that are concatenated).
+func cgoReadEncoded(tb testing.TB, rel string) cgoEncoded {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(cgoShared(tb), rel))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in, err := dicomio.ReadInstanceBytes(b)
+	if err != nil {
+		tb.Fatalf("%s: %v", rel, err)
+	}
+	if !in.Encapsulated {
+		tb.Fatalf("%s: pixel data is not encapsulated", rel)
+	}
+	v, err := dicomio.PixelDataBytes(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		tb.Fatalf("%s: %v", rel, err)
+	}
+	var items [][]byte
+	for len(v) > 0 {
+		if len(v) < 8 || binary.LittleEndian.Uint16(v) != 0xFFFE || binary.LittleEndian.Uint16(v[2:]) != 0xE000 {
+			tb.Fatalf("%s: malformed item in encapsulated pixel data", rel)
+		}
+		n := int(binary.LittleEndian.Uint32(v[4:]))
+		if n > len(v)-8 {
+			tb.Fatalf("%s: item of %d bytes overruns the pixel data", rel, n)
+		}
+		items = append(items, v[8:8+n])
+		v = v[8+n:]
+	}
+	if len(items) < 2 {
+		tb.Fatalf("%s: no fragments", rel)
+	}
+	frags := items[1:]
+	e := cgoEncoded{in: in, frame: cgoFrameOf(in)}
+	switch {
+	case len(frags) == in.NumberOfFrames:
+		e.frames = frags
+	case in.NumberOfFrames == 1:
+		e.frames = [][]byte{bytes.Join(frags, nil)}
+	default:
+		tb.Fatalf("%s: %d fragments for %d frames", rel, len(frags), in.NumberOfFrames)
+	}
+	return e
+}
+
+// cgoFrameOf is the codec.Frame of an instance's Image Pixel module.
+func cgoFrameOf(in *dicomio.Instance) codec.Frame {
+	return codec.Frame{Rows: in.Rows, Columns: in.Columns, Samples: in.SamplesPerPixel,
+		BitsAllocated: in.BitsAllocated, BitsStored: in.BitsStored, Signed: in.PixelRepresentation == 1}
+}
+
+// cgoReadNative returns the frames of a native little-endian fixture.
+func cgoReadNative(tb testing.TB, rel string) (*dicomio.Instance, [][]byte) {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(cgoShared(tb), rel))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in, err := dicomio.ReadInstanceBytes(b)
+	if err != nil {
+		tb.Fatalf("%s: %v", rel, err)
+	}
+	nums := make([]int, in.NumberOfFrames)
+	for i := range nums {
+		nums[i] = i + 1
+	}
+	frames, err := dicomio.NativeFrames(bytes.NewReader(b), int64(len(b)), nums)
+	if err != nil {
+		tb.Fatalf("%s: %v", rel, err)
+	}
+	return in, frames
+}
+
+// cgoSamples returns the frame's samples, each masked to BitsStored and
+// sign-extended when Signed: the values dicomio derives from decoder
+// output and from native data alike.
+func cgoSamples(b []byte, f codec.Frame) []int64 {
+	out := make([]int64, 0, len(b)*8/f.BitsAllocated)
+	mask := uint64(1)<<f.BitsStored - 1
+	for i := 0; i < len(b); i += f.BitsAllocated / 8 {
+		var u uint64
+		switch f.BitsAllocated {
+		case 8:
+			u = uint64(b[i])
+		case 16:
+			u = uint64(binary.LittleEndian.Uint16(b[i:]))
+		default:
+			u = uint64(binary.LittleEndian.Uint32(b[i:]))
+		}
+		u &= mask
+		v := int64(u)
+		if f.Signed && u>>(f.BitsStored-1) != 0 {
+			v -= int64(1) << f.BitsStored
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// cgoDecodeAll decodes every frame of e with the decoder registered for its
+// transfer syntax.
+func cgoDecodeAll(tb testing.TB, rel string, e cgoEncoded) [][]byte {
+	tb.Helper()
+	d, ok := codec.Lookup(e.in.TransferSyntaxUID)
+	if !ok {
+		tb.Fatalf("%s: no decoder registered for %s", rel, e.in.TransferSyntaxUID)
+	}
+	out := make([][]byte, len(e.frames))
+	for i, src := range e.frames {
+		dst := make([]byte, e.frame.Size())
+		if err := d.Decode(dst, src, e.frame); err != nil {
+			tb.Fatalf("%s frame %d: %v", rel, i+1, err)
+		}
+		out[i] = dst
+	}
+	return out
+}
+
+// cgoCompareExact checks that the decoded frames of rel equal the native
+// frames of ref, value for value.
+func cgoCompareExact(t *testing.T, rel, ref string) {
+	t.Helper()
+	e := cgoReadEncoded(t, rel)
+	got := cgoDecodeAll(t, rel, e)
+	rin, want := cgoReadNative(t, ref)
+	if len(want) != len(got) {
+		t.Fatalf("%s has %d frames, %s has %d", rel, len(got), ref, len(want))
+	}
+	if rf := cgoFrameOf(rin); rf != e.frame {
+		t.Fatalf("%s frame %+v, %s frame %+v", rel, e.frame, ref, rf)
+	}
+	for i := range got {
+		g, w := cgoSamples(got[i], e.frame), cgoSamples(want[i], e.frame)
+		for j := range w {
+			if g[j] != w[j] {
+				t.Fatalf("%s frame %d sample %d = %d, %s has %d", rel, i+1, j, g[j], ref, w[j])
+			}
+		}
+	}
+}
+
+// cgoMutations returns damaged copies of a valid frame: truncations,
+// flipped bytes in the header and in the entropy-coded data, and an empty
+// frame.
+func cgoMutations(src []byte) map[string][]byte {
+	m := map[string][]byte{"empty": {}, "two bytes": src[:2]}
+	for _, frac := range []int{2, 4, 10, 50} {
+		m["truncated to 1/"+strconv.Itoa(frac)] = src[:len(src)/frac]
+	}
+	m["last 64 bytes dropped"] = src[:len(src)-64]
+	m["truncated to 1/2, end marker kept"] = append(bytes.Clone(src[:len(src)/2]), src[len(src)-2:]...)
+	for _, at := range []int{5, 9, 20, 40, 60, len(src) / 3, len(src) / 2, len(src) - 3} {
+		if at >= len(src) {
+			continue
+		}
+		b := bytes.Clone(src)
+		b[at] ^= 0xFF
+		m["byte "+strconv.Itoa(at)+" flipped"] = b
+	}
+	return m
+}

@@ -1,0 +1,441 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/radtriage/radtriage/dicomio"
+)
+
+// AssembleOptions tune Stack.Assemble. The zero value is the default.
+type AssembleOptions struct {
+	// TiltAffine keeps the sheared grid of a tilted stack as it is: no
+	// interpolation, Axes[2] along the line through the first and last
+	// slice positions, so that Axes[2] is not Axes[0]×Axes[1] (a
+	// non-orthogonal affine, exact). By default a tilted stack is shear
+	// corrected instead: each slice is resampled (bilinear) so that its
+	// pixels lie on the orthogonal grid through the first slice, as
+	// dcm2niix's `_Tilt_1` output does; pixels shifted in from outside the
+	// slice get PaddingHU on a CT and 0 otherwise.
+	TiltAffine bool
+	// PhilipsDisplayScaling uses the Rescale Slope and Intercept alone for
+	// Philips MR images. By default, when Philips' private MR Scale Slope
+	// (2005,100E) is present, values are Philips' floating-point values
+	// (stored·RS+RI)/(RS·SS), as dcm2niix writes them by default.
+	PhilipsDisplayScaling bool
+	// Workers is the number of files decoded at once; 0 means GOMAXPROCS.
+	Workers int
+}
+
+// Errors of Assemble that callers branch on; the returned errors wrap them
+// with the slices involved.
+var (
+	// ErrConflictingSlices: two different images at one position and
+	// time; assembly refuses rather than guess which is right.
+	ErrConflictingSlices = errors.New("different images at one slice position")
+	// ErrUndecodable: pixel data of some slices could not be decoded
+	// (corrupt or an unsupported transfer syntax).
+	ErrUndecodable = errors.New("pixel data could not be decoded")
+	// ErrEmptyStack: the stack holds no slices.
+	ErrEmptyStack = errors.New("the stack holds no slices")
+)
+
+// Assemble decodes the stack's pixels (reading through the fs.FS handed to
+// LoadDir when LoadDir did not keep the bytes) and builds the Volume.
+//
+// Values are each slice's stored values with its own rescale applied
+// (computed in float64, stored as float32); on a CT, stored values equal
+// to the Pixel Padding Value (or within the Pixel Padding Range Limit)
+// become PaddingHU. Slices are decoded in parallel, one file per worker,
+// straight into Volume.Data.
+//
+// Beyond stacking: a tilted stack is shear corrected (see
+// AssembleOptions.TiltAffine), and a stack of irregular spacing (gaps
+// included) is resampled to equal spacing: the new grid starts at the
+// first slice, its step is the smallest distance between neighbouring
+// slices (or the span divided by 4n−1 if the smallest would multiply the n
+// slices by more than four), it ends at the last grid point not beyond the last slice, and each
+// new slice is the linear interpolation of the two original slices around
+// it (weights by distance along the normal), as dcm2niix's `_Eq_` output.
+// Each is said in Notes, and Slope is then 0.
+//
+// Errors: ErrConflictingSlices, ErrUndecodable (naming the files),
+// ErrEmptyStack.
+func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
+	if st.conflict {
+		var msgs []string
+		for _, w := range st.Warnings {
+			if w.Code == WarnConflictingSlices {
+				msgs = append(msgs, w.Message)
+			}
+		}
+		return nil, fmt.Errorf("%w: %s", ErrConflictingSlices, strings.Join(msgs, "; "))
+	}
+	if len(st.vols) == 0 || len(st.vols[0]) == 0 {
+		return nil, ErrEmptyStack
+	}
+	nt, nk := len(st.vols), len(st.vols[0])
+	plane := st.Rows * st.Columns
+	data := make([]float32, plane*nk*nt)
+	first := st.vols[0][0]
+	isCT := st.Modality == "CT"
+
+	// Effective rescale per slice; one shared rescale sets Slope.
+	type job struct {
+		s   *slice
+		off int
+	}
+	byFile := map[*fileData][]job{}
+	var fileOrder []*fileData
+	var loose []job // synthetic slices
+	shared := true
+	s0, i0 := rescale(first, opts)
+	for t, v := range st.vols {
+		for k, s := range v {
+			sl, ic := rescale(s, opts)
+			if sl != s0 || ic != i0 || s.signed != first.signed || s.bits != first.bits {
+				shared = false
+			}
+			j := job{s, (t*nk + k) * plane}
+			if s.file == nil {
+				loose = append(loose, j)
+				continue
+			}
+			if _, ok := byFile[s.file]; !ok {
+				fileOrder = append(fileOrder, s.file)
+			}
+			byFile[s.file] = append(byFile[s.file], j)
+		}
+	}
+
+	convert := func(j job, scratch []int32) error {
+		dst := data[j.off : j.off+plane]
+		sl, ic := rescale(j.s, opts)
+		if err := j.s.src.int32s(scratch); err != nil {
+			return err
+		}
+		toFloat(dst, scratch, sl, ic, j.s.padding && isCT, j.s.padLo, j.s.padHi)
+		return nil
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	luts := &lutCache{m: map[lutKey][]float32{}}
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+		next   = make(chan int)
+	)
+	fail := func(name string, err error) {
+		mu.Lock()
+		failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		mu.Unlock()
+	}
+	for range min(workers, max(len(fileOrder)+len(loose), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scratch := make([]int32, plane)
+			for i := range next {
+				if i >= len(fileOrder) {
+					j := loose[i-len(fileOrder)]
+					if err := convert(j, scratch); err != nil {
+						fail(j.s.name, err)
+					}
+					continue
+				}
+				f := fileOrder[i]
+				px, err := f.decode()
+				if err != nil {
+					fail(f.path, err)
+					continue
+				}
+				if px.Rows != st.Rows || px.Columns != st.Columns {
+					fail(f.path, fmt.Errorf("decoded %d×%d pixels where the stack is %d×%d", px.Columns, px.Rows, st.Columns, st.Rows))
+					continue
+				}
+				for _, j := range byFile[f] {
+					if j.s.frame >= px.Frames {
+						fail(j.s.name, fmt.Errorf("the file has %d frames", px.Frames))
+						continue
+					}
+					dst := data[j.off : j.off+plane]
+					sl, ic := rescale(j.s, opts)
+					pad := j.s.padding && isCT
+					switch {
+					case px.BitsAllocated == 16 && plane >= lutMinPlane:
+						var lut []float32
+						if lut, err = luts.get(px, lutKey{sl, ic, pad, j.s.padLo, j.s.padHi, px.BitsStored, px.HighBit, px.Signed}); err == nil {
+							lutConvert(dst, px.Frame(j.s.frame), lut)
+						}
+					case pad:
+						err = px.Int32(j.s.frame, scratch)
+						if err == nil {
+							toFloat(dst, scratch, sl, ic, true, j.s.padLo, j.s.padHi)
+						}
+					default:
+						err = px.Float32(j.s.frame, dst, sl, ic)
+					}
+					if err != nil {
+						fail(j.s.name, err)
+					}
+				}
+			}
+		}()
+	}
+	for i := range len(fileOrder) + len(loose) {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("%w: %d of the stack's files or slices: %s", ErrUndecodable, len(failed), strings.Join(failed, "; "))
+	}
+
+	v := &Volume{
+		Size:              [4]int{st.Columns, st.Rows, nk, nt},
+		Spacing:           [3]float64{st.PixelSpacing[1], st.PixelSpacing[0], st.SliceSpacing},
+		Origin:            first.pos,
+		Axes:              [3][3]float64{unit(vec(st.Orientation[0:3])), unit(vec(st.Orientation[3:6])), st.Normal},
+		Data:              data,
+		SeriesInstanceUID: st.SeriesUID,
+		Modality:          st.Modality,
+		Warnings:          append([]Warning(nil), st.Warnings...),
+	}
+	if v.Spacing[2] == 0 {
+		v.Spacing[2] = st.SliceThickness
+		if v.Spacing[2] <= 0 {
+			v.Spacing[2] = 1
+		}
+	}
+	resampled := false
+	coords := st.Positions
+	if st.Tilted {
+		fill := float32(0)
+		if isCT {
+			fill = PaddingHU
+		}
+		if opts.TiltAffine {
+			coords = st.tiltAffine(v)
+		} else {
+			st.shearCorrect(v, fill)
+			resampled = true
+		}
+	}
+	if st.Irregular && nk > 1 {
+		step := minStep(coords)
+		if span := coords[nk-1] - coords[0]; span > 0 && (step <= 0 || span/step+1 > float64(4*nk)) {
+			// Never more than four times the original slices.
+			step = span / float64(4*nk-1)
+		}
+		var nk2 int
+		v.Data, nk2 = equalize(v.Data, plane, nk, nt, coords, step)
+		v.Notes = append(v.Notes, fmt.Sprintf(
+			"the %d slices were irregularly spaced (%.4g to %.4g mm apart): resampled by linear interpolation between neighbouring slices to %d slices %.4g mm apart",
+			nk, minStep(coords), maxStep(coords), nk2, step))
+		v.Size[2] = nk2
+		v.Spacing[2] = step
+		resampled = true
+	} else if nk > 1 && (!st.Tilted || !opts.TiltAffine) {
+		v.Spacing[2] = (coords[nk-1] - coords[0]) / float64(nk-1)
+	}
+	dups := 0
+	for _, w := range st.Warnings {
+		if w.Code == WarnDuplicate {
+			dups++
+		}
+	}
+	if dups > 0 {
+		v.Notes = append(v.Notes, fmt.Sprintf("%s dropped as exact duplicates (same position, same pixels)", count(dups, "slice")))
+	}
+	if shared && !resampled {
+		v.Slope, v.Intercept = s0, i0
+		v.StoredSigned, v.StoredBits = first.signed, first.bits
+		if first.padding && isCT {
+			// The padding value must still be a stored integer.
+			st := (PaddingHU - i0) / s0
+			if math.Abs(st-math.Round(st)) > 1e-6 {
+				v.Slope, v.Intercept = 0, 0
+			}
+		}
+	}
+	if v.Slope == 0 {
+		v.StoredSigned, v.StoredBits = false, 0
+	}
+	return v, nil
+}
+
+// rescale returns a slice's effective slope and intercept.
+func rescale(s *slice, opts AssembleOptions) (slope, intercept float64) {
+	slope, intercept = s.slope, s.intercept
+	if slope == 0 {
+		slope = 1
+	}
+	if s.philipsSS != 0 && !opts.PhilipsDisplayScaling && s.in != nil &&
+		strings.Contains(strings.ToUpper(s.in.Manufacturer), "PHILIPS") {
+		// (stored·RS + RI) / (RS·SS) = stored/SS + RI/(RS·SS)
+		return 1 / s.philipsSS, intercept / (slope * s.philipsSS)
+	}
+	return slope, intercept
+}
+
+// toFloat writes stored values as real-world values: v·slope+intercept in
+// float64, rounded to float32; values in padLo..padHi become PaddingHU
+// when pad is set.
+func toFloat(dst []float32, src []int32, slope, intercept float64, pad bool, padLo, padHi int) {
+	dst = dst[:len(src)]
+	if !pad {
+		for i, x := range src {
+			dst[i] = float32(float64(x)*slope + intercept)
+		}
+		return
+	}
+	lo, hi := int32(max(padLo, math.MinInt32)), int32(min(padHi, math.MaxInt32))
+	for i, x := range src {
+		if x >= lo && x <= hi {
+			dst[i] = PaddingHU
+			continue
+		}
+		dst[i] = float32(float64(x)*slope + intercept)
+	}
+}
+
+// tiltAffine keeps the sheared grid: Axes[2] along the first-to-last
+// slice line. It returns the slice coordinates along that line.
+func (st *Stack) tiltAffine(v *Volume) []float64 {
+	first := st.vols[0]
+	p0 := first[0].pos
+	dir := unit(sub(first[len(first)-1].pos, p0))
+	coords := make([]float64, len(first))
+	for k, s := range first {
+		coords[k] = dot(sub(s.pos, p0), dir)
+	}
+	v.Axes[2] = dir
+	v.Spacing[2] = coords[len(coords)-1] / float64(max(len(coords)-1, 1))
+	v.Notes = append(v.Notes, fmt.Sprintf(
+		"gantry tilt of %.3g°: the grid is kept sheared (no interpolation); the third axis follows the slice positions and is not perpendicular to the slices",
+		st.TiltDegrees))
+	return coords
+}
+
+// shearCorrect resamples each slice within its plane onto the orthogonal
+// grid through the first slice.
+func (st *Stack) shearCorrect(v *Volume, fill float32) {
+	first := st.vols[0]
+	p0 := first[0].pos
+	r, c := v.Axes[0], v.Axes[1]
+	plane := st.Rows * st.Columns
+	nk := len(first)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for t := range st.vols {
+		for k, s := range st.vols[t] {
+			off := inPlane(sub(s.pos, p0), st.Normal)
+			si, sj := dot(off, r)/v.Spacing[0], dot(off, c)/v.Spacing[1]
+			if math.Abs(si) < 1e-6 && math.Abs(sj) < 1e-6 {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				sl := v.Data[(t*nk+k)*plane : (t*nk+k+1)*plane]
+				src := append([]float32(nil), sl...)
+				shift(sl, src, st.Columns, st.Rows, si, sj, fill)
+			}()
+		}
+	}
+	wg.Wait()
+	v.Notes = append(v.Notes, fmt.Sprintf(
+		"gantry tilt of %.3g°: each slice was shifted within its plane (bilinear interpolation) onto an orthogonal grid (shear correction, as dcm2niix's _Tilt_1 output)",
+		st.TiltDegrees))
+}
+
+func minStep(c []float64) float64 {
+	m := math.Inf(1)
+	for k := 1; k < len(c); k++ {
+		m = math.Min(m, c[k]-c[k-1])
+	}
+	return m
+}
+
+func maxStep(c []float64) float64 {
+	m := 0.0
+	for k := 1; k < len(c); k++ {
+		m = math.Max(m, c[k]-c[k-1])
+	}
+	return m
+}
+
+// lutMinPlane is the smallest slice for which 16-bit values are converted
+// through a lookup table: building one costs about a 256×256 slice.
+const lutMinPlane = 256 * 256
+
+// lutKey identifies a 16-bit lookup table: rescale, padding and bit layout.
+type lutKey struct {
+	slope, intercept float64
+	pad              bool
+	padLo, padHi     int
+	bitsStored, high int
+	signed           bool
+}
+
+// lutCache holds the lookup tables of one assembly.
+type lutCache struct {
+	mu sync.Mutex
+	m  map[lutKey][]float32
+}
+
+// get returns the table mapping every 16-bit container of px's layout to
+// its real-world value, building it with px's own conversion (Float32 and,
+// for padding, Int32) on all 65536 containers, so that the table and the
+// direct conversion cannot differ.
+func (c *lutCache) get(px *dicomio.Pixels, k lutKey) ([]float32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lut, ok := c.m[k]; ok {
+		return lut, nil
+	}
+	all := &dicomio.Pixels{
+		Rows: 1, Columns: 1 << 16, Samples: 1, Frames: 1,
+		BitsAllocated: 16, BitsStored: k.bitsStored, HighBit: k.high, Signed: k.signed,
+		Data: make([]byte, 2<<16),
+	}
+	for v := range 1 << 16 {
+		all.Data[2*v], all.Data[2*v+1] = byte(v), byte(v>>8)
+	}
+	lut := make([]float32, 1<<16)
+	if err := all.Float32(0, lut, k.slope, k.intercept); err != nil {
+		return nil, err
+	}
+	if k.pad {
+		stored := make([]int32, 1<<16)
+		if err := all.Int32(0, stored); err != nil {
+			return nil, err
+		}
+		for v, x := range stored {
+			if int(x) >= k.padLo && int(x) <= k.padHi {
+				lut[v] = PaddingHU
+			}
+		}
+	}
+	c.m[k] = lut
+	return lut, nil
+}
+
+// lutConvert writes lut[container] for each little-endian 16-bit container
+// of src. The naive reference: dst[i] = lut[binary.LittleEndian.Uint16(src[2*i:])].
+func lutConvert(dst []float32, src []byte, lut []float32) {
+	lut = lut[:1<<16]
+	src = src[:2*len(dst)]
+	for i := range dst {
+		s := src[2*i : 2*i+2 : 2*i+2]
+		dst[i] = lut[uint16(s[0])|uint16(s[1])<<8]
+	}
+}
