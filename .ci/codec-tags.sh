@@ -11,6 +11,8 @@ set -u
 command -v pkg-config >/dev/null 2>&1 || exit 0
 command -v "${CC:-gcc}" >/dev/null 2>&1 || exit 0
 tags=()
-pkg-config --exists libopenjp2 && tags+=(openjpeg)
-pkg-config --exists charls && tags+=(charls)
+# OpenJPEG 2.5.0 brought strict mode (truncation is an error) and HTJ2K;
+# CharLS is tested on 2.4.1 (Debian bookworm).
+pkg-config --atleast-version=2.5.0 libopenjp2 && tags+=(openjpeg)
+pkg-config --atleast-version=2.4.0 charls && tags+=(charls)
 (IFS=,; echo "${tags[*]}")

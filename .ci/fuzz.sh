@@ -18,7 +18,7 @@ for pkg in $(go list ./...); do
 	for target in $(go test "${tags[@]}" -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
 		count=$((count + 1))
 		echo "fuzz: $pkg $target for $fuzztime" >&2
-		if ! go test "${tags[@]}" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"; then
+		if ! go test "${tags[@]}" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg"; then
 			echo "fuzz: FAIL $pkg $target" >&2
 			status=1
 		fi

@@ -375,22 +375,36 @@ func inflateLimit(n int) int64 {
 var errDeflateBomb = errors.New("deflated data set inflates beyond the limit")
 
 // inflate decompresses a raw deflate stream, refusing output beyond
-// inflateLimit(len(comp)). A first pass inflates into io.Discard and only
-// counts, so a bomb costs bounded time and a few kilobytes; the second pass
-// fills a buffer of exactly the measured size.
+// inflateLimit(len(comp)). Ordinary data sets (up to 3 times their
+// compressed size, or 1 MiB) inflate in one pass into a buffer.
+// Anything larger is suspect: the rest of the stream is inflated into
+// io.Discard and only counted, so a bomb costs bounded time and memory,
+// and only when it is within the limit is it inflated again into a buffer
+// of exactly the measured size.
 func inflate(comp []byte) ([]byte, error) {
 	limit := inflateLimit(len(comp))
+	soft := min(max(int64(len(comp))*3, 1<<20), limit)
 	zr := flate.NewReader(bytes.NewReader(comp))
-	n, err := io.Copy(io.Discard, io.LimitReader(zr, limit+1))
+	buf := bytes.NewBuffer(make([]byte, 0, soft+bytes.MinRead))
+	n, err := buf.ReadFrom(io.LimitReader(zr, soft))
+	if err == nil && n == soft {
+		// Beyond the soft bound: count the rest.
+		var m int64
+		m, err = io.Copy(io.Discard, io.LimitReader(zr, limit+1-n))
+		n += m
+	}
 	zr.Close()
 	if n > limit {
 		return nil, fmt.Errorf("%w of %d bytes (%d compressed)", errDeflateBomb, limit, len(comp))
 	}
+	// A stream cut short is tolerated as far as it goes (the structural
+	// pass then finds the truncation).
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, fmt.Errorf("inflating data set: %w", err)
 	}
-	// A stream cut short is tolerated as far as it goes (the structural
-	// pass then finds the truncation); the second pass reads the same n bytes.
+	if n == int64(buf.Len()) {
+		return buf.Bytes(), nil
+	}
 	out := make([]byte, n)
 	zr = flate.NewReader(bytes.NewReader(comp))
 	defer zr.Close()

@@ -1,7 +1,10 @@
 package volume
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -70,15 +73,40 @@ func requireDecoder(t *testing.T, syntax, name string) {
 	t.Skip("skipping: " + msg)
 }
 
-// niftiRoundTrip writes v with WriteNIfTIFile (gzip-compressed) and reads
-// it back with its header, as a user of `radtriage volume` would.
+// niftiRoundTrip writes v with WriteNIfTIFile and reads it back with its
+// header, as a user of `radtriage volume` would. It writes both .nii and
+// .nii.gz (different code paths) and checks that they hold the same
+// bytes.
 func niftiRoundTrip(t *testing.T, v *Volume) (*Volume, *NIfTIHeader) {
 	t.Helper()
-	name := filepath.Join(t.TempDir(), "v.nii.gz")
-	if err := WriteNIfTIFile(name, v, NIfTIOptions{}); err != nil {
+	dir := t.TempDir()
+	plain, gz := filepath.Join(dir, "v.nii"), filepath.Join(dir, "v.nii.gz")
+	for _, name := range []string{plain, gz} {
+		if err := WriteNIfTIFile(name, v, NIfTIOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := os.ReadFile(plain)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return readNIfTIFile(t, name)
+	f, err := os.Open(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", gz, err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("%s and %s hold different bytes (%d and %d)", plain, gz, len(a), len(b))
+	}
+	return readNIfTIFile(t, gz)
 }
 
 func readNIfTIFile(t *testing.T, name string) (*Volume, *NIfTIHeader) {

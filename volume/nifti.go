@@ -238,6 +238,8 @@ func niftiEncode(v *Volume, opts NIfTIOptions) ([]byte, error) {
 type niftiEncoder struct {
 	v    *Volume
 	flip bool
+	// s0, s1 are the slices (over k and t) to convert; s1 == 0 means all.
+	s0, s1 int
 }
 
 // each calls fn for the rows of every slice, in parallel over slices: dst
@@ -246,7 +248,10 @@ type niftiEncoder struct {
 // true, and the smallest and largest of their lo, hi.
 func (e niftiEncoder) each(out []byte, size int, fn func(dst []byte, src []float32) (lo, hi float64, ok bool)) (lo, hi float64, ok bool) {
 	nx, ny := e.v.Size[0], e.v.Size[1]
-	nslices := e.v.Size[2] * e.v.Size[3]
+	first, nslices := e.s0, e.v.Size[2]*e.v.Size[3]
+	if e.s1 > 0 {
+		nslices = e.s1 - e.s0
+	}
 	workers := max(1, min(runtime.GOMAXPROCS(0), nslices))
 	type result struct {
 		lo, hi float64
@@ -266,7 +271,8 @@ func (e niftiEncoder) each(out []byte, size int, fn func(dst []byte, src []float
 						src = ny - 1 - j
 					}
 					row := (s*ny + j) * nx
-					l, h, ok := fn(out[row*size:(row+nx)*size], e.v.Data[(s*ny+src)*nx:(s*ny+src+1)*nx])
+					in := ((first+s)*ny + src) * nx
+					l, h, ok := fn(out[row*size:(row+nx)*size], e.v.Data[in:in+nx])
 					r.lo, r.hi, r.ok = min(r.lo, l), max(r.hi, h), r.ok && ok
 				}
 			}
@@ -291,19 +297,20 @@ func (e niftiEncoder) stored16(out []byte, q niftiRescale) (lo, hi float64, ok b
 		bad := 0
 		if q.unit {
 			// Slope 1 and a whole intercept (most CT): the stored value
-			// is x-inter, and x must be a whole number (exact in float32
-			// below 2^24, and then so is the reader's x).
-			inter := int64(q.inter)
+			// is x-inter, for x a whole number (float32(int32(x)) == x;
+			// beyond int32 the conversion fails the test). The range is
+			// that of x, shifted after the loop.
+			inter := int32(q.inter)
+			xlo, xhi := int32(math.MaxInt32), int32(math.MinInt32)
 			for i, x := range src {
-				n := int64(x)
-				if float32(n) != x || n > 1<<24 || n < -1<<24 {
+				n := int32(x)
+				if float32(n) != x {
 					bad++
 				}
-				n -= inter
-				lo, hi = min(lo, n), max(hi, n)
-				binary.LittleEndian.PutUint16(dst[2*i:], uint16(n))
+				xlo, xhi = min(xlo, n), max(xhi, n)
+				binary.LittleEndian.PutUint16(dst[2*i:], uint16(n-inter))
 			}
-			return float64(lo), float64(hi), bad == 0
+			return float64(xlo) - q.inter, float64(xhi) - q.inter, bad == 0
 		}
 		for i, x := range src {
 			// Counting mismatches, rather than leaving the loop at the
@@ -724,12 +731,21 @@ func readNIfTI(r io.Reader) (*Volume, *NIfTIHeader, error) {
 	// memory than the file.
 	var raw bytes.Buffer
 	want := int64(n) * int64(size)
+	raw.Grow(int(min(want, 1<<26)) + bytes.MinRead)
 	got, err := raw.ReadFrom(io.LimitReader(sr, want))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading NIfTI voxels: %w", err)
 	}
 	if got < want {
 		return nil, nil, fmt.Errorf("NIfTI file is truncated: %d bytes of voxels, header declares %v voxels of %d bytes (%d bytes)", got, h.Dim[1:h.Dim[0]+1], size, want)
+	}
+	if zr, ok := sr.(*gzip.Reader); ok {
+		// gzip checks its CRC-32 at the end of the stream: read to there
+		// (a little trailing data is allowed) so that a corrupt file is
+		// refused, not read in silence.
+		if _, err := io.CopyN(io.Discard, zr, 1<<20); err != nil && err != io.EOF {
+			return nil, nil, fmt.Errorf("reading gzip-compressed NIfTI: %w", err)
+		}
 	}
 
 	slope, inter := float64(h.SclSlope), float64(h.SclInter)
@@ -831,8 +847,7 @@ func niftiGeometry(v *Volume, h *NIfTIHeader) error {
 // 1 MiB pieces deflated independently, each ended by a sync flush, and
 // joined into one gzip member (RFC 1952) whose CRC-32 covers the whole.
 func WriteNIfTIFile(name string, v *Volume, opts NIfTIOptions) (err error) {
-	b, err := niftiEncode(v, opts)
-	if err != nil {
+	if err := niftiCheckVolume(v); err != nil {
 		return err
 	}
 	f, err := os.Create(name)
@@ -848,10 +863,96 @@ func WriteNIfTIFile(name string, v *Volume, opts NIfTIOptions) (err error) {
 		}
 	}()
 	if !strings.HasSuffix(strings.ToLower(name), ".gz") {
-		_, err = f.Write(b)
+		return writeNIfTIStream(f, v, opts)
+	}
+	b, err := niftiEncode(v, opts)
+	if err != nil {
 		return err
 	}
 	return writeGzip(f, b, niftiGzipLevel)
+}
+
+// writeNIfTIStream writes an uncompressed file while converting it: a
+// few slices at a time, the next converted while the last is written. The
+// datatype of a volume of stored integers is known only at the end, so
+// the header is written last (the 16-bit pattern of INT16 and UINT16 is
+// the same); a volume that turns out not to fit 16 bits is written again
+// whole by WriteNIfTI.
+func writeNIfTIStream(f *os.File, v *Volume, opts NIfTIOptions) error {
+	q, ok := niftiRescaleOf(v)
+	if v.Slope == 0 || opts.Float32 || !ok {
+		return WriteNIfTI(f, v, opts)
+	}
+	var zero [niftiVoxOffset]byte
+	if _, err := f.Write(zero[:]); err != nil {
+		return err
+	}
+	plane := v.Size[0] * v.Size[1]
+	nslices := v.Size[2] * v.Size[3]
+	per := max(1, (1<<21)/(2*plane)) // slices per piece: about 2 MiB
+	type piece struct {
+		b      []byte
+		lo, hi float64
+		ok     bool
+	}
+	pieces := make(chan piece, 1)
+	free := make(chan []byte, 2)
+	free <- make([]byte, 2*plane*per)
+	free <- make([]byte, 2*plane*per)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(pieces)
+		for s := 0; s < nslices; s += per {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			s1 := min(s+per, nslices)
+			b = b[:2*plane*(s1-s)]
+			e := niftiEncoder{v: v, flip: !opts.KeepRowOrder, s0: s, s1: s1}
+			lo, hi, ok := e.stored16(b, q)
+			select {
+			case pieces <- piece{b, lo, hi, ok}:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	lo, hi, ok := math.Inf(1), math.Inf(-1), true
+	for p := range pieces {
+		lo, hi, ok = min(lo, p.lo), max(hi, p.hi), ok && p.ok
+		if !ok {
+			break
+		}
+		if _, err := f.Write(p.b); err != nil {
+			return err
+		}
+		free <- p.b
+	}
+	h := niftiHeaderFor(v, opts)
+	switch {
+	case ok && lo >= math.MinInt16 && hi <= math.MaxInt16:
+		h.Datatype = niftiInt16
+	case ok && lo >= 0 && hi <= math.MaxUint16:
+		h.Datatype = niftiUint16
+	default:
+		// Not 16-bit stored integers after all: start again.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		return WriteNIfTI(f, v, opts)
+	}
+	h.Bitpix = 16
+	h.SclSlope, h.SclInter = float32(v.Slope), float32(v.Intercept)
+	h.encode(zero[:])
+	_, err := f.WriteAt(zero[:], 0)
+	return err
 }
 
 // niftiGzipLevel trades size for speed: level 1 is several times faster

@@ -348,6 +348,16 @@ func TestReadNIfTIRejects(t *testing.T) {
 	if _, err := ReadNIfTI(bytes.NewReader([]byte{0x1f, 0x8b, 1, 2, 3})); err == nil {
 		t.Fatal("corrupt gzip: no error")
 	}
+	// A wrong CRC-32 in the gzip trailer.
+	zb.Reset()
+	zw = gzip.NewWriter(&zb)
+	zw.Write(good)
+	zw.Close()
+	bad := bytes.Clone(zb.Bytes())
+	bad[len(bad)-8] ^= 0xff
+	if _, err := ReadNIfTI(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("bad gzip CRC: error %v, want a checksum error", err)
+	}
 }
 
 func TestWriteNIfTIRejects(t *testing.T) {
@@ -392,7 +402,9 @@ func TestWriteNIfTIDatatypeChoice(t *testing.T) {
 		{"not integers", []float32{0.25, 1}, 1, niftiFloat32},
 		{"scaled int16", []float32{-3, 0.5, 1000}, 0.5, niftiInt16},
 		{"not a rescale", []float32{0.3, 1}, 0.5, niftiFloat32},
-		{"beyond float32 integers", []float32{1 << 25, 0}, 1, niftiFloat32},
+		{"int32 beyond 2^24", []float32{1 << 25, 0}, 1, niftiInt32},
+		{"beyond int32", []float32{1e10, 0}, 1, niftiFloat32},
+		{"NaN", []float32{float32(math.NaN()), 0}, 1, niftiFloat32},
 		{"no slope", []float32{1, 2}, 0, niftiFloat32},
 	}
 	for _, tt := range tests {
@@ -400,22 +412,35 @@ func TestWriteNIfTIDatatypeChoice(t *testing.T) {
 			v := &Volume{Size: [4]int{len(tt.values), 1, 1, 1}, Spacing: [3]float64{1, 1, 1}, Data: tt.values, Slope: tt.slope}
 			v.Axes = [3][3]float64{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}
 			var buf bytes.Buffer
-			if err := WriteNIfTIFile(filepath.Join(t.TempDir(), "x.nii.gz"), v, NIfTIOptions{}); err != nil {
-				t.Fatal(err)
-			}
 			if err := WriteNIfTI(&buf, v, NIfTIOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			got, h, err := readNIfTI(&buf)
-			if err != nil {
-				t.Fatal(err)
+			files := map[string][]byte{"WriteNIfTI": buf.Bytes()}
+			// The file writers take other paths (streaming for .nii,
+			// parallel gzip for .nii.gz): the same result.
+			for _, name := range []string{"x.nii", "x.nii.gz"} {
+				p := filepath.Join(t.TempDir(), name)
+				if err := WriteNIfTIFile(p, v, NIfTIOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files[name] = b
 			}
-			if h.Datatype != tt.want {
-				t.Errorf("datatype %d, want %d", h.Datatype, tt.want)
-			}
-			for i, x := range tt.values {
-				if got.Data[i] != x {
-					t.Errorf("voxel %d = %v, want %v", i, got.Data[i], x)
+			for name, b := range files {
+				got, h, err := readNIfTI(bytes.NewReader(b))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if h.Datatype != tt.want {
+					t.Errorf("%s: datatype %d, want %d", name, h.Datatype, tt.want)
+				}
+				for i, x := range tt.values {
+					if got.Data[i] != x && !(x != x && got.Data[i] != got.Data[i]) {
+						t.Errorf("%s: voxel %d = %v, want %v", name, i, got.Data[i], x)
+					}
 				}
 			}
 		})

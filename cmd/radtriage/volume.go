@@ -115,6 +115,8 @@ func runVolumeEnv(ctx context.Context, env *environ, args []string) error {
 	return assembleVolume(ctx, c, env.stdout, env.stderr)
 }
 
+// assembleVolume loads the folder, then lists it or assembles one stack
+// and writes it.
 func assembleVolume(ctx context.Context, c *volumeConfig, stdout, stderr io.Writer) error {
 	st, err := os.Stat(c.Dir)
 	if err != nil {
@@ -155,6 +157,15 @@ func assembleVolume(ctx context.Context, c *volumeConfig, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("assembling series %s: %w", stack.SeriesUID, err)
 	}
+	// The series' own warnings (slices split off into other stacks), then
+	// the volume's (which include its stack's).
+	for _, s := range col.Series {
+		if s.UID == stack.SeriesUID {
+			for _, w := range s.Warnings {
+				fmt.Fprintf(stderr, "warning: %s: %s\n", w.Code, w.Message)
+			}
+		}
+	}
 	for _, w := range v.Warnings {
 		fmt.Fprintf(stderr, "warning: %s: %s\n", w.Code, w.Message)
 	}
@@ -186,7 +197,7 @@ func pickStack(col *volume.Collection, c *volumeConfig, stderr io.Writer) (*volu
 		if err != nil {
 			return nil, fmt.Errorf("no series to assemble: %w (pick one with --series; see --list)", err)
 		}
-		fmt.Fprintf(stderr, "chose series %s (%s): %s\n", stack.SeriesUID, stack.Description, reason)
+		fmt.Fprintf(stderr, "chose series %s: %s\n", stack.SeriesUID, reason)
 		return stack, nil
 	}
 	var uids []string

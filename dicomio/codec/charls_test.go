@@ -189,3 +189,25 @@ func FuzzCharLS(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCharLS decodes the first ct-head-5mm.jlsl frame; bytes/s is
+// decoded output.
+func BenchmarkCharLS(b *testing.B) {
+	e := cgoReadEncoded(b, "ct-head-5mm.jlsl/I10.dcm")
+	dst := make([]byte, e.frame.Size())
+	b.SetBytes(int64(len(dst)))
+	for b.Loop() {
+		if err := codec.DecodeJPEGLS(dst, e.frames[0], e.frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCharLSDecodePixels runs JPEG-LS instances through
+// dicomio.DecodePixels.
+func TestCharLSDecodePixels(t *testing.T) {
+	cgoDecodePixelsEqual(t, "transfer-syntaxes/In/7.dcm", "transfer-syntaxes/In/1.dcm")
+	cgoDecodePixelsEqual(t, "transfer-syntaxes/In/8.dcm", "transfer-syntaxes/In/1.dcm")
+	cgoDecodePixelsEqual(t, "robustness/emri_small_jpeg_ls_lossless.dcm", "robustness/emri_small.dcm")
+	cgoDecodePixelsEqual(t, "wg04/JLSL/MR1_JLSL", "wg04/REF/MR1_UNC")
+}

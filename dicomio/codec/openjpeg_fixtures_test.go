@@ -213,3 +213,38 @@ func cgoMutations(src []byte) map[string][]byte {
 	}
 	return m
 }
+
+// cgoDecodePixelsEqual decodes two instances with dicomio.DecodePixels,
+// the pipeline that uses the registered decoders, and checks that their
+// sample values (after Bits Stored, High Bit and Pixel Representation)
+// are equal.
+func cgoDecodePixelsEqual(t *testing.T, rel, ref string) {
+	t.Helper()
+	values := func(rel string) []int32 {
+		b, err := os.ReadFile(filepath.Join(cgoShared(t), rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p, err := dicomio.DecodePixels(b)
+		if err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		n := p.Rows * p.Columns * p.Samples
+		out := make([]int32, n*p.Frames)
+		for i := range p.Frames {
+			if err := p.Int32(i, out[i*n:(i+1)*n]); err != nil {
+				t.Fatalf("%s frame %d: %v", rel, i+1, err)
+			}
+		}
+		return out
+	}
+	got, want := values(rel), values(ref)
+	if len(got) != len(want) {
+		t.Fatalf("%s has %d samples, %s has %d", rel, len(got), ref, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("%s sample %d = %d, %s has %d", rel, i, got[i], ref, want[i])
+		}
+	}
+}

@@ -290,3 +290,24 @@ func TestOpenJPEGColourTransform(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOpenJPEG decodes the first ct-head-5mm.j2kr frame; bytes/s is
+// decoded output.
+func BenchmarkOpenJPEG(b *testing.B) {
+	e := cgoReadEncoded(b, "ct-head-5mm.j2kr/I10.dcm")
+	dst := make([]byte, e.frame.Size())
+	b.SetBytes(int64(len(dst)))
+	for b.Loop() {
+		if err := codec.DecodeJPEG2000(dst, e.frames[0], e.frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestOpenJPEGDecodePixels runs JPEG 2000 instances through
+// dicomio.DecodePixels.
+func TestOpenJPEGDecodePixels(t *testing.T) {
+	cgoDecodePixelsEqual(t, "transfer-syntaxes/In/9.dcm", "transfer-syntaxes/In/1.dcm")
+	cgoDecodePixelsEqual(t, "robustness/emri_small_jpeg_2k_lossless.dcm", "robustness/emri_small.dcm")
+	cgoDecodePixelsEqual(t, "wg04/J2KR/MR2_J2KR", "wg04/REF/MR2_UNC")
+}
