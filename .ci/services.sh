@@ -221,7 +221,7 @@ mkdir -p "$cache"
 apt_install postgresql redis-server orthanc orthanc-dicomweb dcmtk python3-pydicom || true
 # Pixel codecs in C (cgo: JPEG 2000, JPEG-LS) and the volume reference
 # converter for the tests and benchmarks.
-apt_install gcc pkg-config libopenjp2-7-dev libcharls-dev dcm2niix libjpeg-turbo-progs || true
+apt_install gcc pkg-config libopenjp2-7-dev libcharls-dev dcm2niix libjpeg-turbo-progs libopenjp2-tools || true
 if [ -z "$(.ci/codec-tags.sh)" ] || ! command -v dcm2niix >/dev/null; then
 	problem "the OpenJPEG/CharLS headers (libopenjp2-7-dev, libcharls-dev) or dcm2niix are missing"
 fi

@@ -4,10 +4,12 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 func TestVolumeInfoClassicCT(t *testing.T) {
-	in, err := ReadInstanceBytes(fixture(t, "ct-head-5mm/I10"))
+	in, err := ReadInstanceBytes(testenv.Fixture(t, "ct-head-5mm/I10"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +23,7 @@ func TestVolumeInfoClassicCT(t *testing.T) {
 }
 
 func TestVolumeInfoEnhancedPhilips(t *testing.T) {
-	in, err := ReadInstanceBytes(fixture(t, "enhanced/In/Philips/IM_0027_fMAP.dcm"))
+	in, err := ReadInstanceBytes(testenv.Fixture(t, "enhanced/In/Philips/IM_0027_fMAP.dcm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,7 @@ func TestVolumeInfoEnhancedPhilips(t *testing.T) {
 }
 
 func TestVolumeInfoEnhancedSiemens(t *testing.T) {
-	in, err := ReadInstanceBytes(fixture(t, "enhanced/In/Siemens/XA10/6_2.dcm"))
+	in, err := ReadInstanceBytes(testenv.Fixture(t, "enhanced/In/Siemens/XA10/6_2.dcm"))
 	if err != nil {
 		t.Fatal(err)
 	}

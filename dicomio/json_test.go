@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 func metadataJSON(t *testing.T, b []byte) map[string]any {
@@ -44,7 +46,7 @@ print(json.dumps(out))
 // Dataset.to_json_dict on fixtures, value by value after JSON decoding (so
 // 5 and 5.0 are equal).
 func TestMetadataJSONMatchesPydicom(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import pydicom").Run(); err != nil {
 		t.Skipf("skipping: pydicom not available (%v)", err)
@@ -77,7 +79,7 @@ func TestMetadataJSONMatchesPydicom(t *testing.T) {
 	}
 	for _, rel := range files {
 		t.Run(rel, func(t *testing.T) {
-			ours := metadataJSON(t, fixture(t, rel))
+			ours := metadataJSON(t, testenv.Fixture(t, rel))
 			ref := refs[filepath.Join(root, rel)]
 			var diffs []string
 			compareJSON("", ours, ref, &diffs)
@@ -146,7 +148,7 @@ func short(v any) string {
 }
 
 func TestMetadataJSONValues(t *testing.T) {
-	m := metadataJSON(t, fixture(t, "ct-head-5mm/I10"))
+	m := metadataJSON(t, testenv.Fixture(t, "ct-head-5mm/I10"))
 	for _, tc := range []struct {
 		name, tag string
 		want      string

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
 
@@ -78,7 +80,7 @@ func equalPixels(t testing.TB, got, want *Pixels) {
 }
 
 func TestDecodeTransferSyntaxes(t *testing.T) {
-	dir := filepath.Join(sharedDICOM(t), "transfer-syntaxes", "In")
+	dir := filepath.Join(testenv.SharedDICOM(t), "transfer-syntaxes", "In")
 	_, ref := decodeFile(t, filepath.Join(dir, "1.dcm"))
 	for i := 2; i <= 9; i++ {
 		name := fmt.Sprintf("%d.dcm", i)
@@ -126,7 +128,7 @@ func bySOP(t *testing.T, dir string) map[string]*Pixels {
 }
 
 func TestDecodeCTHead(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	ref := bySOP(t, filepath.Join(root, "ct-head-5mm"))
 	if len(ref) != 28 {
 		t.Fatalf("ct-head-5mm has %d images, want 28", len(ref))
@@ -149,7 +151,7 @@ func TestDecodeCTHead(t *testing.T) {
 }
 
 func TestDecodeWG04(t *testing.T) {
-	root := filepath.Join(sharedDICOM(t), "wg04")
+	root := filepath.Join(testenv.SharedDICOM(t), "wg04")
 	for _, img := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
 		_, ref := decodeFile(t, filepath.Join(root, "REF", img+"_UNC"))
 		for _, enc := range []string{"RLE", "JPLL", "JLSL", "J2KR"} {
@@ -238,7 +240,7 @@ func psnr(t *testing.T, got, want *Pixels) float64 {
 }
 
 func TestDecodeRobustness(t *testing.T) {
-	dir := filepath.Join(sharedDICOM(t), "robustness")
+	dir := filepath.Join(testenv.SharedDICOM(t), "robustness")
 	for _, c := range []struct{ ref, other string }{
 		{"MR_small.dcm", "MR_small_RLE.dcm"},
 		{"MR_small.dcm", "MR_small_bigendian.dcm"},
@@ -262,26 +264,12 @@ func TestDecodeRobustness(t *testing.T) {
 	})
 }
 
-// tool returns the path of an outside program, skipping the test when it
-// is absent (failing under CI=true).
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI=true: %v", name, err)
-		}
-		t.Skipf("skipping: %s not installed", name)
-	}
-	return p
-}
-
 // dcmtkRGB renders frame 1 of an RGB instance with dcmtk's dcmj2pnm as a
 // raw PPM and returns its samples (8-bit RGB is written unchanged).
 func dcmtkRGB(t *testing.T, path string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "frame.ppm")
-	cmd := exec.Command(tool(t, "dcmj2pnm"), "--write-raw-pnm", path, out)
+	cmd := exec.Command(testenv.Tool(t, "dcmj2pnm", "dcmtk"), "--write-raw-pnm", path, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("dcmj2pnm: %v\n%s", err, b)
 	}
@@ -302,7 +290,7 @@ func dcmtkRGB(t *testing.T, path string) []byte {
 }
 
 func TestDecodeColourPlanar(t *testing.T) {
-	dir := filepath.Join(sharedDICOM(t), "robustness")
+	dir := filepath.Join(testenv.SharedDICOM(t), "robustness")
 	for _, name := range []string{"color-pl.dcm", "ExplVR_BigEnd.dcm"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, name)
@@ -337,8 +325,8 @@ func firstDiff(a, b []byte) int {
 // TestDecodeBigEndianDcmconv compares each big-endian fixture with dcmtk's
 // conversion of it to explicit VR little endian.
 func TestDecodeBigEndianDcmconv(t *testing.T) {
-	dir := filepath.Join(sharedDICOM(t), "robustness")
-	dcmconv := tool(t, "dcmconv")
+	dir := filepath.Join(testenv.SharedDICOM(t), "robustness")
+	dcmconv := testenv.Tool(t, "dcmconv", "dcmtk")
 	for _, name := range []string{"ExplVR_BigEnd.dcm", "MR_small_bigendian.dcm", "emri_small_big_endian.dcm"} {
 		t.Run(name, func(t *testing.T) {
 			le := filepath.Join(t.TempDir(), "le.dcm")
@@ -388,7 +376,7 @@ sys.stdout.write(unpack_bits(ds.PixelData, as_array=False)[:n].hex())
 }
 
 func TestDecodeBitmap(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	for _, rel := range []string{
 		"seg-sr/segmentations/23x38x3/seg/label.seg", // 874-pixel frames: not byte aligned
 		"seg-sr/segmentations/partial_overlaps.dcm",
@@ -439,7 +427,7 @@ func at(b []byte, i int) int {
 // TestDecodeNativeAliases checks that little-endian interleaved native
 // pixel data is not copied.
 func TestDecodeNativeAliases(t *testing.T) {
-	b := fixture(t, "robustness/MR_small.dcm")
+	b := testenv.Fixture(t, "robustness/MR_small.dcm")
 	_, p, err := DecodePixels(b)
 	if err != nil {
 		t.Fatal(err)
@@ -462,7 +450,7 @@ func aliases(b, sub []byte) bool {
 func TestDecodeFrames(t *testing.T) {
 	for _, rel := range []string{"robustness/emri_small.dcm", "robustness/emri_small_RLE.dcm", "robustness/emri_small_big_endian.dcm", "robustness/liver.dcm"} {
 		t.Run(rel, func(t *testing.T) {
-			b := fixture(t, rel)
+			b := testenv.Fixture(t, rel)
 			_, all, err := DecodePixels(b)
 			if err != nil {
 				t.Fatal(err)
@@ -758,7 +746,7 @@ func BenchmarkDecodeRLE(b *testing.B) {
 }
 
 func benchDecode(b *testing.B, dir string) {
-	root := filepath.Join(sharedDICOM(b), dir)
+	root := filepath.Join(testenv.SharedDICOM(b), dir)
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		b.Fatal(err)
@@ -832,7 +820,7 @@ func TestRGB(t *testing.T) {
 // TestRGBJPEG compares a decoded YBR_FULL baseline JPEG, converted to RGB,
 // with dcmtk's rendering of it.
 func TestRGBJPEG(t *testing.T) {
-	path := filepath.Join(sharedDICOM(t), "robustness", "SC_rgb_jpeg_dcmtk.dcm")
+	path := filepath.Join(testenv.SharedDICOM(t), "robustness", "SC_rgb_jpeg_dcmtk.dcm")
 	_, p := decodeFile(t, path)
 	q, err := p.RGB()
 	if err != nil {
@@ -890,7 +878,7 @@ func TestDecodeParallel(t *testing.T) {
 // BenchmarkFloat32 converts one decoded ct-head-5mm slice (512×512 signed
 // 16-bit) to float32 Hounsfield units; MB/s counts input pixel bytes.
 func BenchmarkFloat32(b *testing.B) {
-	in, p := decodeFile(b, filepath.Join(sharedDICOM(b), "ct-head-5mm", "I10"))
+	in, p := decodeFile(b, filepath.Join(testenv.SharedDICOM(b), "ct-head-5mm", "I10"))
 	dst := make([]float32, p.Rows*p.Columns*p.Samples)
 	b.SetBytes(int64(p.FrameSize()))
 	for b.Loop() {

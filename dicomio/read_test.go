@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // readBytes runs ReadInstance on b.
@@ -15,7 +17,7 @@ func readBytes(b []byte) (*Instance, error) {
 }
 
 func TestReadInstanceFixtures(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	var rows []string
 	for _, dir := range []string{"ct-head-5mm", "robustness", "transfer-syntaxes", "enhanced", "wg04", "seg-sr"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, de fs.DirEntry, err error) error {
@@ -24,7 +26,7 @@ func TestReadInstanceFixtures(t *testing.T) {
 			}
 			rel, _ := filepath.Rel(root, path)
 			t.Run(rel, func(t *testing.T) {
-				b := fixture(t, rel)
+				b := testenv.Fixture(t, rel)
 				in, err := readBytes(b)
 				if err != nil {
 					rj := AsReject(err)
@@ -47,7 +49,7 @@ func TestReadInstanceFixtures(t *testing.T) {
 }
 
 func TestReadInstanceCTHead(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	entries, err := filepath.Glob(filepath.Join(root, "ct-head-5mm", "I*"))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func TestReadInstanceCTHead(t *testing.T) {
 	n := 0
 	for _, p := range entries {
 		rel, _ := filepath.Rel(root, p)
-		in, err := readBytes(fixture(t, rel))
+		in, err := readBytes(testenv.Fixture(t, rel))
 		if err != nil {
 			t.Errorf("%s: %v", rel, err)
 			continue
@@ -68,14 +70,14 @@ func TestReadInstanceCTHead(t *testing.T) {
 	if n != 28 {
 		t.Errorf("read %d image instances, want 28", n)
 	}
-	_, err = readBytes(fixture(t, "ct-head-5mm/DIRFILE"))
+	_, err = readBytes(testenv.Fixture(t, "ct-head-5mm/DIRFILE"))
 	if rj := AsReject(err); rj == nil || rj.Code != ReasonSOPClassNotSupported {
 		t.Errorf("DIRFILE: got %v, want a 0x0122 refusal", err)
 	}
 }
 
 func TestReadInstanceTruncated(t *testing.T) {
-	_, err := readBytes(fixture(t, "robustness/MR_truncated.dcm"))
+	_, err := readBytes(testenv.Fixture(t, "robustness/MR_truncated.dcm"))
 	rj := AsReject(err)
 	if rj == nil {
 		t.Fatalf("MR_truncated.dcm: got %v, want a *RejectError", err)

@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // ReadInstanceBytes must answer exactly as ReadInstance, and leave its
 // input untouched.
 func TestReadInstanceBytesMatchesReadInstance(t *testing.T) {
-	root := sharedDICOM(t)
+	root := testenv.SharedDICOM(t)
 	for _, dir := range []string{"ct-head-5mm", "robustness"} {
 		files, err := os.ReadDir(filepath.Join(root, dir))
 		if err != nil {
@@ -20,7 +22,7 @@ func TestReadInstanceBytesMatchesReadInstance(t *testing.T) {
 		for _, f := range files {
 			rel := filepath.Join(dir, f.Name())
 			t.Run(rel, func(t *testing.T) {
-				data := fixture(t, rel)
+				data := testenv.Fixture(t, rel)
 				orig := bytes.Clone(data)
 				want, werr := ReadInstance(bytes.NewReader(data), int64(len(data)))
 				got, gerr := ReadInstanceBytes(data)

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/suyashkumar/dicom"
 )
 
 func TestReadInstanceGeometry(t *testing.T) {
-	in, err := readBytes(fixture(t, "ct-head-5mm/I10"))
+	in, err := readBytes(testenv.Fixture(t, "ct-head-5mm/I10"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func equalAny(a, b any) bool {
 }
 
 func TestReadInstanceEnhancedGeometry(t *testing.T) {
-	in, err := readBytes(fixture(t, "enhanced/In/Philips/IM_0027_fMAP.dcm"))
+	in, err := readBytes(testenv.Fixture(t, "enhanced/In/Philips/IM_0027_fMAP.dcm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +246,7 @@ func TestReadInstanceDeflateBomb(t *testing.T) {
 func TestReadInstanceEveryTruncation(t *testing.T) {
 	for _, rel := range []string{"robustness/MR_small.dcm", "robustness/image_dfl.dcm", "robustness/MR_small_RLE.dcm", "robustness/MR_small_bigendian.dcm"} {
 		t.Run(rel, func(t *testing.T) {
-			b := fixture(t, rel)
+			b := testenv.Fixture(t, rel)
 			// Every cut in the first 2 KiB (file meta and header elements),
 			// every 7th after.
 			step := func(n int) int {
@@ -357,7 +359,7 @@ func TestNativeFrames(t *testing.T) {
 }
 
 func TestNativeFramesFixture(t *testing.T) {
-	b := fixture(t, "ct-head-5mm/I10")
+	b := testenv.Fixture(t, "ct-head-5mm/I10")
 	frames, err := NativeFrames(bytes.NewReader(b), int64(len(b)), []int{1})
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +381,7 @@ func TestNativeFramesFixture(t *testing.T) {
 // sub-benchmark is the outside reference: the library alone with its
 // default per-sample pixel decoding, which ReadInstance avoids.
 func BenchmarkReadInstance(b *testing.B) {
-	data := fixture(b, "ct-head-5mm/I10")
+	data := testenv.Fixture(b, "ct-head-5mm/I10")
 	b.Run("ReadInstance", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
@@ -403,7 +405,7 @@ func BenchmarkReadInstance(b *testing.B) {
 // TestReadInstanceVRUN reads pydicom's explicit_VR-UN.dcm, where every
 // attribute, the character set and Rows included, is written with VR UN.
 func TestReadInstanceVRUN(t *testing.T) {
-	in, err := readBytes(fixture(t, "robustness/explicit_VR-UN.dcm"))
+	in, err := readBytes(testenv.Fixture(t, "robustness/explicit_VR-UN.dcm"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
 
@@ -41,7 +43,7 @@ func TestCharLSLossless(t *testing.T) {
 	for _, n := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
 		cases = append(cases, [2]string{"wg04/JLSL/" + n + "_JLSL", "wg04/REF/" + n + "_UNC"})
 	}
-	names, err := filepath.Glob(filepath.Join(cgoShared(t), "ct-head-5mm.jlsl", "*.dcm"))
+	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.jlsl", "*.dcm"))
 	if err != nil || len(names) != 28 {
 		t.Fatalf("ct-head-5mm.jlsl: %d files, %v", len(names), err)
 	}
@@ -169,7 +171,7 @@ func TestCharLSCorrupt(t *testing.T) {
 // FuzzCharLS feeds arbitrary streams to the decoder; it must return,
 // never crash.
 func FuzzCharLS(f *testing.F) {
-	dir := cgoShared(f)
+	dir := testenv.SharedDICOM(f)
 	for _, rel := range []string{"wg04/JLSL/CT1_JLSL", "wg04/JLSN/MR1_JLSN", "robustness/emri_small_jpeg_ls_lossless.dcm"} {
 		if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
 			f.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
@@ -28,46 +30,6 @@ const (
 	dctBaselineUID = "1.2.840.10008.1.2.4.50"
 	dctExtendedUID = "1.2.840.10008.1.2.4.51"
 )
-
-// dctShared returns ../shared/dicom, looking upwards from the package
-// directory; it skips the test when absent, and fails it under CI=true.
-func dctShared(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
-	}
-	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
-	return ""
-}
-
-// dctTool returns the path of a dcmtk tool, skipping the test when it is
-// not installed (failing it under CI=true).
-func dctTool(tb testing.TB, name string) string {
-	tb.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s (dcmtk) is required under CI=true: %v", name, err)
-		}
-		tb.Skipf("skipping: %s (dcmtk) not installed", name)
-	}
-	return p
-}
 
 // dctRun runs a command and fails the test with its output on error.
 func dctRun(tb testing.TB, name string, args ...string) {
@@ -218,7 +180,7 @@ func dctDiff(tb testing.TB, got, want []int, peak float64) (maxAbs, differ int, 
 func dctDcmdjpeg(tb testing.TB, path string) ([]byte, codec.Frame) {
 	tb.Helper()
 	out := filepath.Join(tb.TempDir(), "dcmdjpeg.dcm")
-	dctRun(tb, dctTool(tb, "dcmdjpeg"), "+cn", "+px", path, out)
+	dctRun(tb, testenv.Tool(tb, "dcmdjpeg", "dcmtk"), "+cn", "+px", path, out)
 	im := dctRead(tb, out)
 	return bytes.Join(im.frames, nil), im.frame
 }
@@ -260,7 +222,7 @@ func TestJPEGDCTRegistered(t *testing.T) {
 // zig-zag error or a wrong level shift, which give well under 30 dB. The
 // comparison with dcmdjpeg is the tight one.
 func TestJPEGDCTWG04(t *testing.T) {
-	dir := dctShared(t)
+	dir := testenv.SharedDICOM(t)
 	for _, name := range []string{"MR1", "MR2", "MR3", "MR4"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, "wg04", "JPLY", name+"_JPLY")
@@ -286,7 +248,7 @@ func TestJPEGDCTWG04(t *testing.T) {
 // TestJPEGDCTRobustnessFixtures compares the 12-bit NM image and the 8-bit
 // YCbCr baseline image with dcmdjpeg (no colour conversion).
 func TestJPEGDCTRobustnessFixtures(t *testing.T) {
-	dir := dctShared(t)
+	dir := testenv.SharedDICOM(t)
 	for _, name := range []string{"JPEG-lossy.dcm", "SC_rgb_jpeg_dcmtk.dcm"} {
 		t.Run(name, func(t *testing.T) {
 			dctVsDcmdjpeg(t, filepath.Join(dir, "robustness", name), 1)
@@ -298,8 +260,8 @@ func TestJPEGDCTRobustnessFixtures(t *testing.T) {
 // and extended, 8 and 12 bits, 4:4:4, 4:2:2 and 4:1:1, several
 // qualities) and compares the decoder with dcmdjpeg on each stream.
 func TestJPEGDCTDcmcjpeg(t *testing.T) {
-	dir := dctShared(t)
-	dcmcjpeg := dctTool(t, "dcmcjpeg")
+	dir := testenv.SharedDICOM(t)
+	dcmcjpeg := testenv.Tool(t, "dcmcjpeg", "dcmtk")
 	cases := []struct {
 		src  string
 		args []string
@@ -367,10 +329,7 @@ func dctTestPicture(tb testing.TB, w, h, channels int) string {
 // the text of a scan script, written to a file here.
 func dctCjpegRaw(tb testing.TB, w, h, channels int, args ...string) string {
 	tb.Helper()
-	cjpeg, err := exec.LookPath("cjpeg")
-	if err != nil {
-		tb.Skip("skipping: cjpeg (libjpeg-turbo-progs) not installed")
-	}
+	cjpeg := testenv.Tool(tb, "cjpeg", "libjpeg-turbo-progs")
 	dir := tb.TempDir()
 	args = append([]string{}, args...)
 	for i, a := range args {
@@ -392,7 +351,7 @@ func dctCjpegRaw(tb testing.TB, w, h, channels int, args ...string) string {
 func dctCjpeg(tb testing.TB, w, h, channels int, args ...string) string {
 	tb.Helper()
 	jpg := dctCjpegRaw(tb, w, h, channels, args...)
-	img2dcm := dctTool(tb, "img2dcm")
+	img2dcm := testenv.Tool(tb, "img2dcm", "dcmtk")
 	dcm := filepath.Join(filepath.Dir(jpg), "p.dcm")
 	dctRun(tb, img2dcm, "-i", "JPEG", jpg, dcm)
 	return dcm
@@ -401,7 +360,7 @@ func dctCjpeg(tb testing.TB, w, h, channels int, args ...string) string {
 // TestJPEGDCTCjpeg covers what dcmcjpeg cannot make: restart intervals,
 // 4:2:0 and 1×2 subsampling, odd image sizes, multiple scans.
 func TestJPEGDCTCjpeg(t *testing.T) {
-	dctShared(t)
+	testenv.SharedDICOM(t)
 	cases := []struct {
 		w, h, ch int
 		args     []string
@@ -435,7 +394,7 @@ func TestJPEGDCTCjpeg(t *testing.T) {
 // dctFixtureFrame returns the first frame of a fixture.
 func dctFixtureFrame(tb testing.TB, rel string) ([]byte, codec.Frame) {
 	tb.Helper()
-	im := dctRead(tb, filepath.Join(dctShared(tb), rel))
+	im := dctRead(tb, filepath.Join(testenv.SharedDICOM(tb), rel))
 	return im.frames[0], im.frame
 }
 
@@ -597,7 +556,7 @@ func dctFrameOf(src []byte) (f codec.Frame, ok bool) {
 }
 
 func FuzzJPEGDCT(f *testing.F) {
-	dir := dctShared(f)
+	dir := testenv.SharedDICOM(f)
 	// Small seeds: the fuzzer minimises every new interesting input, which
 	// takes long for frames of tens of kilobytes. The 12-bit MR frame
 	// contributes its headers and the start of its entropy-coded data.
@@ -628,7 +587,7 @@ func FuzzJPEGDCT(f *testing.F) {
 // BenchmarkJPEGDCT decodes the WG04 12-bit lossy MR frames, the 12-bit NM
 // fixture and the 8-bit YCbCr fixture; bytes are decoded bytes.
 func BenchmarkJPEGDCT(b *testing.B) {
-	dir := dctShared(b)
+	dir := testenv.SharedDICOM(b)
 	for _, rel := range []string{"wg04/JPLY/MR1_JPLY", "wg04/JPLY/MR2_JPLY", "wg04/JPLY/MR3_JPLY", "wg04/JPLY/MR4_JPLY",
 		"robustness/JPEG-lossy.dcm", "robustness/SC_rgb_jpeg_dcmtk.dcm"} {
 		im := dctRead(b, filepath.Join(dir, rel))
@@ -702,7 +661,7 @@ func TestJPEGDCTSequence(t *testing.T) {
 // DecodePixels gives the same samples as the decoder on the frames read
 // here.
 func TestJPEGDCTThroughDecodePixels(t *testing.T) {
-	dir := dctShared(t)
+	dir := testenv.SharedDICOM(t)
 	for _, rel := range []string{"wg04/JPLY/MR1_JPLY", "robustness/JPEG-lossy.dcm", "robustness/SC_rgb_jpeg_dcmtk.dcm"} {
 		path := filepath.Join(dir, rel)
 		data, err := os.ReadFile(path)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
@@ -21,33 +23,6 @@ const (
 	uidJPEGLossless    = "1.2.840.10008.1.2.4.57"
 	uidJPEGLosslessSV1 = "1.2.840.10008.1.2.4.70"
 )
-
-// sharedDir returns ../shared/dicom (relative to the repository root),
-// looking upwards from the package directory. It skips the test when the
-// fixtures are absent, and fails it under CI=true.
-func sharedDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
-	}
-	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
-	return ""
-}
 
 // image is the pixel data of one DICOM file: its Frame and, per frame,
 // either the compressed bytes or the native samples (interleaved, little
@@ -225,7 +200,7 @@ func TestJPEGLosslessRegistered(t *testing.T) {
 }
 
 func TestJPEGLosslessWG04(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "wg04")
+	dir := filepath.Join(testenv.SharedDICOM(t), "wg04")
 	names, err := filepath.Glob(filepath.Join(dir, "JPLL", "*"))
 	if err != nil || len(names) == 0 {
 		t.Fatalf("no WG04 JPLL files in %s (%v)", dir, err)
@@ -239,7 +214,7 @@ func TestJPEGLosslessWG04(t *testing.T) {
 }
 
 func TestJPEGLosslessCTHead(t *testing.T) {
-	dir := sharedDir(t)
+	dir := testenv.SharedDICOM(t)
 	names, err := filepath.Glob(filepath.Join(dir, "ct-head-5mm.jpll", "*.dcm"))
 	if err != nil || len(names) == 0 {
 		t.Fatalf("no ct-head-5mm.jpll files (%v)", err)
@@ -250,24 +225,10 @@ func TestJPEGLosslessCTHead(t *testing.T) {
 }
 
 func TestJPEGLosslessTransferSyntaxes(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "transfer-syntaxes", "In")
+	dir := filepath.Join(testenv.SharedDICOM(t), "transfer-syntaxes", "In")
 	for _, n := range []string{"5.dcm", "6.dcm"} {
 		t.Run(n, func(t *testing.T) { checkPair(t, filepath.Join(dir, n), filepath.Join(dir, "1.dcm")) })
 	}
-}
-
-// dcmtk returns the path of a dcmtk tool, skipping the test when it is
-// absent (failing it under CI=true).
-func dcmtk(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (required under CI=true)", tool)
-		}
-		t.Skipf("skipping: %s not found", tool)
-	}
-	return p
 }
 
 // runTool runs a dcmtk command, failing the test with its output.
@@ -280,8 +241,8 @@ func runTool(t *testing.T, name string, args ...string) {
 }
 
 func TestJPEGLosslessRobustnessVsDcmtk(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "robustness")
-	dcmdjpeg := dcmtk(t, "dcmdjpeg")
+	dir := filepath.Join(testenv.SharedDICOM(t), "robustness")
+	dcmdjpeg := testenv.Tool(t, "dcmdjpeg", "dcmtk")
 	for _, n := range []string{"JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEG-LL.dcm"} {
 		t.Run(n, func(t *testing.T) {
 			in := filepath.Join(dir, n)
@@ -316,17 +277,17 @@ const ctSlice = "ct-head-5mm/I100"
 func eightBit(t *testing.T, dcmdjpeg string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "8bit.dcm")
-	runTool(t, dcmdjpeg, filepath.Join(sharedDir(t), "robustness", "JPGLosslessP14SV1_1s_1f_8b.dcm"), out)
+	runTool(t, dcmdjpeg, filepath.Join(testenv.SharedDICOM(t), "robustness", "JPGLosslessP14SV1_1s_1f_8b.dcm"), out)
 	return out
 }
 
 func TestJPEGLosslessPredictorsVsDcmcjpeg(t *testing.T) {
-	dcmcjpeg := dcmtk(t, "dcmcjpeg")
-	dcmdjpeg := dcmtk(t, "dcmdjpeg")
+	dcmcjpeg := testenv.Tool(t, "dcmcjpeg", "dcmtk")
+	dcmdjpeg := testenv.Tool(t, "dcmdjpeg", "dcmtk")
 	sources := map[string]string{
-		"16bit": filepath.Join(sharedDir(t), ctSlice),
+		"16bit": filepath.Join(testenv.SharedDICOM(t), ctSlice),
 		"8bit":  eightBit(t, dcmdjpeg),
-		"rgb":   filepath.Join(sharedDir(t), "robustness", "color-pl.dcm"),
+		"rgb":   filepath.Join(testenv.SharedDICOM(t), "robustness", "color-pl.dcm"),
 	}
 	for label, src := range sources {
 		ref := readImage(t, src)
@@ -507,7 +468,7 @@ func corpus(tb testing.TB) (srcs [][]byte, frames []codec.Frame) {
 
 func TestJPEGLosslessCorrupt(t *testing.T) {
 	srcs, frames := corpus(t)
-	ct := readImage(t, filepath.Join(sharedDir(t), "ct-head-5mm.jpll", "I100.dcm"))
+	ct := readImage(t, filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.jpll", "I100.dcm"))
 	srcs, frames = append(srcs, ct.frames[0]), append(frames, ct.frame)
 	for k, src := range srcs {
 		f := frames[k]
@@ -677,7 +638,7 @@ func FuzzJPEGLossless(f *testing.F) {
 // ct-head-5mm.jpll (512×512, 16 bits allocated); bytes/s counts decoded
 // bytes.
 func BenchmarkJPEGLossless(b *testing.B) {
-	names, err := filepath.Glob(filepath.Join(sharedDir(b), "ct-head-5mm.jpll", "*.dcm"))
+	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(b), "ct-head-5mm.jpll", "*.dcm"))
 	if err != nil || len(names) == 0 {
 		b.Fatalf("no ct-head-5mm.jpll files (%v)", err)
 	}
@@ -707,8 +668,8 @@ func BenchmarkJPEGLossless(b *testing.B) {
 // splices the stream into the slice's DICOM file and has dcmdjpeg and
 // this decoder decode it; both must give the original pixels.
 func TestJPEGLosslessOwnEncoderVsDcmdjpeg(t *testing.T) {
-	dcmdjpeg := dcmtk(t, "dcmdjpeg")
-	dir := sharedDir(t)
+	dcmdjpeg := testenv.Tool(t, "dcmdjpeg", "dcmtk")
+	dir := testenv.SharedDICOM(t)
 	path := filepath.Join(dir, "ct-head-5mm.jpll", "I100.dcm")
 	file, err := os.ReadFile(path)
 	if err != nil {

@@ -10,36 +10,11 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
-
-// cgoShared returns ../shared/dicom (relative to the repository root),
-// looking upwards from the package directory. It skips the test when the
-// fixtures are absent, and fails it under CI=true.
-func cgoShared(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
-	}
-	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
-	return ""
-}
 
 // cgoEncoded is one encapsulated fixture split into its frames.
 type cgoEncoded struct {
@@ -54,7 +29,7 @@ type cgoEncoded struct {
 // frame (or, for a single frame, fragments that are concatenated).
 func cgoReadEncoded(tb testing.TB, rel string) cgoEncoded {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(cgoShared(tb), rel))
+	b, err := os.ReadFile(filepath.Join(testenv.SharedDICOM(tb), rel))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -106,7 +81,7 @@ func cgoFrameOf(in *dicomio.Instance) codec.Frame {
 // cgoReadNative returns the frames of a native little-endian fixture.
 func cgoReadNative(tb testing.TB, rel string) (*dicomio.Instance, [][]byte) {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(cgoShared(tb), rel))
+	b, err := os.ReadFile(filepath.Join(testenv.SharedDICOM(tb), rel))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -221,7 +196,7 @@ func cgoMutations(src []byte) map[string][]byte {
 func cgoDecodePixelsEqual(t *testing.T, rel, ref string) {
 	t.Helper()
 	values := func(rel string) []int32 {
-		b, err := os.ReadFile(filepath.Join(cgoShared(t), rel))
+		b, err := os.ReadFile(filepath.Join(testenv.SharedDICOM(t), rel))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/radtriage/radtriage/internal/testenv"
+
 	"github.com/radtriage/radtriage/dicomio/codec"
 )
 
@@ -45,7 +47,7 @@ func TestOpenJPEGLossless(t *testing.T) {
 	for _, n := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
 		cases = append(cases, [2]string{"wg04/J2KR/" + n + "_J2KR", "wg04/REF/" + n + "_UNC"})
 	}
-	names, err := filepath.Glob(filepath.Join(cgoShared(t), "ct-head-5mm.j2kr", "*.dcm"))
+	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.j2kr", "*.dcm"))
 	if err != nil || len(names) != 28 {
 		t.Fatalf("ct-head-5mm.j2kr: %d files, %v", len(names), err)
 	}
@@ -187,7 +189,7 @@ func TestOpenJPEGCorrupt(t *testing.T) {
 // FuzzOpenJPEG feeds arbitrary codestreams to the decoder with the frame
 // of the seed they came from; it must return, never crash.
 func FuzzOpenJPEG(f *testing.F) {
-	dir := cgoShared(f)
+	dir := testenv.SharedDICOM(f)
 	for _, rel := range []string{"wg04/J2KR/CT1_J2KR", "wg04/J2KI/MR1_J2KI", "robustness/emri_small_jpeg_2k_lossless.dcm"} {
 		if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
 			f.Fatal(err)

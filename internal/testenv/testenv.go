@@ -1,0 +1,65 @@
+// Package testenv holds what the project's tests share about their
+// environment: where the DICOM fixtures are, and which outside tools
+// (dcmtk, cjpeg, dcm2niix) they may run. A missing fixture folder or tool
+// skips a test with the reason, except under CI=true, where CI installs
+// them (.ci/services.sh) and their absence fails the test.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// CI reports a run under CI=true.
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// SharedDICOM returns the path of ../shared/dicom (beside the repository
+// root), looking upwards from the test's package directory.
+func SharedDICOM(tb testing.TB) string {
+	tb.Helper()
+	dir, err := filepath.Abs(".")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		p := filepath.Join(dir, "..", "shared", "dicom")
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	if CI() {
+		tb.Fatal("../shared/dicom not found (required under CI=true)")
+	}
+	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
+	return ""
+}
+
+// Fixture reads the file rel under ../shared/dicom.
+func Fixture(tb testing.TB, rel string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(SharedDICOM(tb), rel))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Tool returns the path of the program name, from the Debian package pkg.
+func Tool(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if CI() {
+			tb.Fatalf("%s (Debian %s) is required under CI=true: %v", name, pkg, err)
+		}
+		tb.Skipf("skipping: %s (Debian %s) is not installed", name, pkg)
+	}
+	return p
+}
