@@ -1,12 +1,15 @@
 package volume
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/radtriage/radtriage/dicomio"
 )
@@ -51,7 +54,11 @@ var (
 // (computed in float64, stored as float32); on a CT, stored values equal
 // to the Pixel Padding Value (or within the Pixel Padding Range Limit)
 // become PaddingHU. Slices are decoded in parallel, one file per worker,
-// straight into Volume.Data.
+// straight into Volume.Stored when the stored integers give every value
+// exactly (one rescale shared by every slice, values that fit an int16,
+// nothing resampled, a padding value that is a stored integer; see
+// Volume.Stored), Data then being left to Volume.Values; otherwise into
+// Volume.Data.
 //
 // Beyond stacking: a tilted stack is shear corrected (see
 // AssembleOptions.TiltAffine), and a stack of irregular spacing (gaps
@@ -80,15 +87,10 @@ func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
 	}
 	nt, nk := len(st.vols), len(st.vols[0])
 	plane := st.Rows * st.Columns
-	data := make([]float32, plane*nk*nt)
 	first := st.vols[0][0]
 	isCT := st.Modality == "CT"
 
 	// Effective rescale per slice; one shared rescale sets Slope.
-	type job struct {
-		s   *slice
-		off int
-	}
 	byFile := map[*fileData][]job{}
 	var fileOrder []*fileData
 	var loose []job // synthetic slices
@@ -112,88 +114,39 @@ func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
 		}
 	}
 
-	convert := func(j job, scratch []int32) error {
-		dst := data[j.off : j.off+plane]
-		sl, ic := rescale(j.s, opts)
-		if err := j.s.src.int32s(scratch); err != nil {
-			return err
-		}
-		toFloat(dst, scratch, sl, ic, j.s.padding && isCT, j.s.padLo, j.s.padHi)
-		return nil
-	}
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	luts := &lutCache{m: map[lutKey][]float32{}}
-	var (
-		mu     sync.Mutex
-		failed []string
-		wg     sync.WaitGroup
-		next   = make(chan int)
-	)
-	fail := func(name string, err error) {
-		mu.Lock()
-		failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-		mu.Unlock()
-	}
-	for range min(workers, max(len(fileOrder)+len(loose), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			scratch := make([]int32, plane)
-			for i := range next {
-				if i >= len(fileOrder) {
-					j := loose[i-len(fileOrder)]
-					if err := convert(j, scratch); err != nil {
-						fail(j.s.name, err)
-					}
-					continue
+	// The stored integers are kept as int16 (Volume.Stored) when they can
+	// give every voxel exactly: one rescale, no resampling, and a padding
+	// value that is itself a stored integer. decodeInto falls back to
+	// float32 when a file's values turn out not to fit.
+	padStored, padOK := int16(0), true
+	for _, v := range st.vols {
+		for _, s := range v {
+			if s.padding && isCT {
+				p := math.Round((PaddingHU - i0) / s0)
+				if p < math.MinInt16 || p > math.MaxInt16 || float32(p*s0+i0) != PaddingHU {
+					padOK = false
 				}
-				f := fileOrder[i]
-				px, err := f.decode()
-				if err != nil {
-					fail(f.path, err)
-					continue
-				}
-				if px.Rows != st.Rows || px.Columns != st.Columns {
-					fail(f.path, fmt.Errorf("decoded %d×%d pixels where the stack is %d×%d", px.Columns, px.Rows, st.Columns, st.Rows))
-					continue
-				}
-				for _, j := range byFile[f] {
-					if j.s.frame >= px.Frames {
-						fail(j.s.name, fmt.Errorf("the file has %d frames", px.Frames))
-						continue
-					}
-					dst := data[j.off : j.off+plane]
-					sl, ic := rescale(j.s, opts)
-					pad := j.s.padding && isCT
-					switch {
-					case px.BitsAllocated == 16 && plane >= lutMinPlane:
-						var lut []float32
-						if lut, err = luts.get(px, lutKey{sl, ic, pad, j.s.padLo, j.s.padHi, px.BitsStored, px.HighBit, px.Signed}); err == nil {
-							lutConvert(dst, px.Frame(j.s.frame), lut)
-						}
-					case pad:
-						err = px.Int32(j.s.frame, scratch)
-						if err == nil {
-							toFloat(dst, scratch, sl, ic, true, j.s.padLo, j.s.padHi)
-						}
-					default:
-						err = px.Float32(j.s.frame, dst, sl, ic)
-					}
-					if err != nil {
-						fail(j.s.name, err)
-					}
-				}
+				padStored = int16(p)
 			}
-		}()
+		}
 	}
-	for i := range len(fileOrder) + len(loose) {
-		next <- i
+	resampling := (st.Tilted && !opts.TiltAffine) || (st.Irregular && nk > 1)
+	var (
+		data   []float32
+		stored []int16
+		failed []string
+	)
+	if shared && !resampling && padOK {
+		stored = make([]int16, plane*nk*nt)
+		var fits bool
+		if fits, failed = st.decodeInto(opts, fileOrder, byFile, loose, nil, stored, padStored); !fits {
+			stored, failed = nil, nil
+		}
 	}
-	close(next)
-	wg.Wait()
+	if stored == nil {
+		data = make([]float32, plane*nk*nt)
+		_, failed = st.decodeInto(opts, fileOrder, byFile, loose, data, nil, 0)
+	}
 	if len(failed) > 0 {
 		return nil, fmt.Errorf("%w: %d of the stack's files or slices: %s", ErrUndecodable, len(failed), strings.Join(failed, "; "))
 	}
@@ -204,6 +157,7 @@ func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
 		Origin:            first.pos,
 		Axes:              [3][3]float64{unit(vec(st.Orientation[0:3])), unit(vec(st.Orientation[3:6])), st.Normal},
 		Data:              data,
+		Stored:            stored,
 		SeriesInstanceUID: st.SeriesUID,
 		Modality:          st.Modality,
 		Warnings:          append([]Warning(nil), st.Warnings...),
@@ -254,7 +208,10 @@ func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
 	if dups > 0 {
 		v.Notes = append(v.Notes, fmt.Sprintf("%s dropped as exact duplicates (same position, same pixels)", count(dups, "slice")))
 	}
-	if shared && !resampled {
+	if stored != nil {
+		v.Slope, v.Intercept = s0, i0
+		v.StoredSigned, v.StoredBits = first.signed, first.bits
+	} else if shared && !resampled {
 		v.Slope, v.Intercept = s0, i0
 		v.StoredSigned, v.StoredBits = first.signed, first.bits
 		if first.padding && isCT {
@@ -438,4 +395,234 @@ func lutConvert(dst []float32, src []byte, lut []float32) {
 		s := src[2*i : 2*i+2 : 2*i+2]
 		dst[i] = lut[uint16(s[0])|uint16(s[1])<<8]
 	}
+}
+
+// job is one slice to decode and its offset in the volume.
+type job struct {
+	s   *slice
+	off int
+}
+
+// decodeInto decodes every slice, in parallel one file per worker, into
+// data (real-world values) or, when data is nil, into stored (the stored
+// integers, padding replaced by padStored). fits is false when stored was
+// asked for and some slice's values do not fit an int16 (a 32-bit
+// container, unsigned 16-bit values): the caller then decodes again into
+// data. failed names the slices that could not be decoded.
+func (st *Stack) decodeInto(opts AssembleOptions, fileOrder []*fileData, byFile map[*fileData][]job, loose []job, data []float32, stored []int16, padStored int16) (fits bool, failed []string) {
+	plane := st.Rows * st.Columns
+	isCT := st.Modality == "CT"
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	luts := &lutCache{m: map[lutKey][]float32{}}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		next     = make(chan int)
+		overflow atomic.Bool
+	)
+	fail := func(name string, err error) {
+		mu.Lock()
+		failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+		mu.Unlock()
+	}
+	for range min(workers, max(len(fileOrder)+len(loose), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var scratch []int32
+			for i := range next {
+				if overflow.Load() {
+					continue
+				}
+				if i >= len(fileOrder) {
+					j := loose[i-len(fileOrder)]
+					if scratch == nil {
+						scratch = make([]int32, plane)
+					}
+					if err := j.s.src.int32s(scratch); err != nil {
+						fail(j.s.name, err)
+						continue
+					}
+					sl, ic := rescale(j.s, opts)
+					pad := j.s.padding && isCT
+					if stored == nil {
+						toFloat(data[j.off:j.off+plane], scratch, sl, ic, pad, j.s.padLo, j.s.padHi)
+					} else if !int32To16(stored[j.off:j.off+plane], scratch, pad, j.s.padLo, j.s.padHi, padStored) {
+						overflow.Store(true)
+					}
+					continue
+				}
+				f := fileOrder[i]
+				px, err := f.decode()
+				if err != nil {
+					fail(f.path, err)
+					continue
+				}
+				if px.Rows != st.Rows || px.Columns != st.Columns {
+					fail(f.path, fmt.Errorf("decoded %d×%d pixels where the stack is %d×%d", px.Columns, px.Rows, st.Columns, st.Rows))
+					continue
+				}
+				for _, j := range byFile[f] {
+					if j.s.frame >= px.Frames {
+						fail(j.s.name, fmt.Errorf("the file has %d frames", px.Frames))
+						continue
+					}
+					sl, ic := rescale(j.s, opts)
+					pad := j.s.padding && isCT
+					if stored != nil {
+						if !unpackInt16(stored[j.off:j.off+plane], px, j.s.frame, pad, j.s.padLo, j.s.padHi, padStored) {
+							overflow.Store(true)
+						}
+						continue
+					}
+					dst := data[j.off : j.off+plane]
+					switch {
+					case px.BitsAllocated == 16 && plane >= lutMinPlane:
+						var lut []float32
+						if lut, err = luts.get(px, lutKey{sl, ic, pad, j.s.padLo, j.s.padHi, px.BitsStored, px.HighBit, px.Signed}); err == nil {
+							lutConvert(dst, px.Frame(j.s.frame), lut)
+						}
+					case pad:
+						if scratch == nil {
+							scratch = make([]int32, plane)
+						}
+						err = px.Int32(j.s.frame, scratch)
+						if err == nil {
+							toFloat(dst, scratch, sl, ic, true, j.s.padLo, j.s.padHi)
+						}
+					default:
+						err = px.Float32(j.s.frame, dst, sl, ic)
+					}
+					if err != nil {
+						fail(j.s.name, err)
+					}
+				}
+			}
+		}()
+	}
+	// Alternately from the front and the back: two workers then write
+	// far apart in the volume, rather than taking turns on the page-table
+	// lock of the pages they first touch.
+	for n, lo, hi := len(fileOrder)+len(loose), 0, len(fileOrder)+len(loose)-1; lo <= hi; n-- {
+		if n%2 == 0 {
+			next <- lo
+			lo++
+		} else {
+			next <- hi
+			hi--
+		}
+	}
+	close(next)
+	wg.Wait()
+	return !overflow.Load(), failed
+}
+
+// unpackInt16 writes the stored values of one greyscale frame of px to
+// dst, values in padLo..padHi replaced by padStored when pad is set. The
+// value of a container c is its BitsStored bits ending at HighBit, sign
+// extended when Signed, as (*dicomio.Pixels).Int32 gives it. It returns
+// false, leaving dst partly written, when the values may not fit an int16
+// (containers beyond 16 bits, unsigned 16-bit values) or the bit layout is
+// invalid (Int32 then says why on the float path).
+func unpackInt16(dst []int16, px *dicomio.Pixels, frame int, pad bool, padLo, padHi int, padStored int16) bool {
+	size := px.BitsAllocated / 8
+	if px.Samples != 1 || (size != 1 && size != 2) || px.BitsStored < 1 ||
+		px.BitsStored > px.HighBit+1 || px.HighBit >= px.BitsAllocated ||
+		(!px.Signed && px.BitsStored > 15) || len(dst) != px.Rows*px.Columns {
+		return false
+	}
+	src := px.Frame(frame)
+	if len(src) != size*len(dst) {
+		return false
+	}
+	// Shift the container left so that HighBit is bit 15, then right
+	// (arithmetic when signed) to keep BitsStored bits.
+	lsh, rsh := uint(15-px.HighBit), uint(16-px.BitsStored)
+	if size == 1 {
+		for i, c := range src {
+			if px.Signed {
+				dst[i] = int16(uint16(c)<<lsh) >> rsh
+			} else {
+				dst[i] = int16(uint16(c) << lsh >> rsh)
+			}
+		}
+	} else {
+		src = src[:2*len(dst)]
+		switch {
+		case px.Signed && lsh == 0 && rsh == 0 && littleEndian:
+			copy(int16Bytes(dst), src) // the containers are the values
+		case !px.Signed && littleEndian:
+			// (c >> low) & mask, four values per 64-bit word: the bits a
+			// lane gets from the next one land above the mask.
+			low := uint(px.HighBit + 1 - px.BitsStored)
+			mask := uint64(1)<<px.BitsStored - 1
+			mask *= 0x0001_0001_0001_0001
+			b := int16Bytes(dst)
+			n := len(b) &^ 7
+			for i := 0; i < n; i += 8 {
+				binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(src[i:])>>low&mask)
+			}
+			for i := n / 2; i < len(dst); i++ {
+				dst[i] = int16(binary.LittleEndian.Uint16(src[2*i:]) << lsh >> rsh)
+			}
+		case px.Signed && lsh == 0 && rsh == 0:
+			for i := range dst {
+				dst[i] = int16(binary.LittleEndian.Uint16(src[2*i:]))
+			}
+		case px.Signed:
+			for i := range dst {
+				dst[i] = int16(binary.LittleEndian.Uint16(src[2*i:])<<lsh) >> rsh
+			}
+		default:
+			for i := range dst {
+				dst[i] = int16(binary.LittleEndian.Uint16(src[2*i:]) << lsh >> rsh)
+			}
+		}
+	}
+	if pad {
+		lo, hi := int16(max(padLo, math.MinInt16)), int16(min(padHi, math.MaxInt16))
+		if padLo <= math.MaxInt16 && padHi >= math.MinInt16 {
+			for i, x := range dst {
+				if x >= lo && x <= hi {
+					dst[i] = padStored
+				}
+			}
+		}
+	}
+	return true
+}
+
+// int32To16 is unpackInt16 for values already unpacked; it returns false
+// when one does not fit an int16.
+func int32To16(dst []int16, src []int32, pad bool, padLo, padHi int, padStored int16) bool {
+	for i, x := range src {
+		if pad && int(x) >= padLo && int(x) <= padHi {
+			dst[i] = padStored
+			continue
+		}
+		if x < math.MinInt16 || x > math.MaxInt16 {
+			return false
+		}
+		dst[i] = int16(x)
+	}
+	return true
+}
+
+// littleEndian is set when the host stores integers least significant byte
+// first, as DICOM and NIfTI files here do: an int16 slice then has the
+// bytes of the file.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// int16Bytes returns the memory of s as bytes, in host order.
+func int16Bytes(s []int16) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), 2*len(s))
 }

@@ -69,8 +69,8 @@ func worldMismatch(v, ref *Volume, abs, rel float64) string {
 					idx[a] = int(math.Round(f))
 				}
 				for t := range ref.Size[3] {
-					want := ref.Data[ref.Voxels()*t+i+ref.Size[0]*(j+ref.Size[1]*k)]
-					got := v.Data[v.Voxels()*t+idx[0]+v.Size[0]*(idx[1]+v.Size[1]*idx[2])]
+					want := ref.Values()[ref.Voxels()*t+i+ref.Size[0]*(j+ref.Size[1]*k)]
+					got := v.Values()[v.Voxels()*t+idx[0]+v.Size[0]*(idx[1]+v.Size[1]*idx[2])]
 					if diff := math.Abs(float64(got - want)); !(diff <= abs+rel*math.Abs(float64(want))) {
 						if bad == 0 {
 							first = fmt.Sprintf("reference (%d, %d, %d, %d) = %v, ours %v at %v", i, j, k, t, want, got, idx)
@@ -216,7 +216,7 @@ func TestHostileCTHead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(v.Data, ref.Data) || v.Origin != ref.Origin || len(v.Warnings) != 0 {
+		if !slices.Equal(v.Values(), ref.Values()) || v.Origin != ref.Origin || len(v.Warnings) != 0 {
 			t.Errorf("shuffled names changed the volume (origin %v, warnings %v)", v.Origin, v.Warnings)
 		}
 	})
@@ -248,7 +248,7 @@ func TestHostileCTHead(t *testing.T) {
 		}
 		v, err := st.Assemble(AssembleOptions{})
 		must(t, err)
-		if !slices.Equal(v.Data, ref.Data) {
+		if !slices.Equal(v.Values(), ref.Values()) {
 			t.Error("the volume differs after dropping the duplicate")
 		}
 	})
@@ -330,7 +330,7 @@ func TestHostileCTHead(t *testing.T) {
 					t.Errorf("stack warnings %v, want WarnUndecodable", st.Warnings)
 				}
 				t.Logf("refused: %v", err)
-			case slices.Equal(v.Data, ref.Data):
+			case slices.Equal(v.Values(), ref.Values()):
 				t.Log("the damage fell where RLE still decodes the same pixels")
 			default:
 				t.Errorf("a wrong volume without error (warnings %v)", v.Warnings)

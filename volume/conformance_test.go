@@ -154,6 +154,7 @@ func compareVoxels(t *testing.T, got, want *Volume, tol float64) {
 	if got.Size != want.Size {
 		t.Fatalf("size %v, dcm2niix %v", got.Size, want.Size)
 	}
+	got.Values() // from Stored when Assemble kept the stored integers
 	bad, first := 0, -1
 	for i, w := range want.Data {
 		if g := got.Data[i]; g != w && !(tol > 0 && math.Abs(float64(g-w)) <= tol*max(1, math.Abs(float64(w)))) {
@@ -394,6 +395,7 @@ func alignToReference(got *Volume, gotH *NIfTIHeader, want *Volume, wantH *NIfTI
 		return nil, "", fmt.Errorf("size %v, want %v reordered to %v", got.Size, want.Size, gs)
 	}
 	mapped = &Volume{Size: want.Size, Data: make([]float32, len(want.Data))}
+	got.Values() // from Stored when Assemble kept the stored integers
 	nx, ny, nz := want.Size[0], want.Size[1], want.Size[2]
 	gx, gy, gz := got.Size[0], got.Size[1], got.Size[2]
 	for t := range want.Size[3] {
@@ -457,6 +459,7 @@ func invertAffine(a [4][4]float64) (inv [4][4]float64, ok bool) {
 // voxelMismatch describes how got differs from want beyond abs + rel·|want|
 // per voxel, or returns "".
 func voxelMismatch(got, want *Volume, rel, abs float64) string {
+	got.Values() // from Stored when Assemble kept the stored integers
 	bad, first := 0, -1
 	for i, w := range want.Data {
 		if d := math.Abs(float64(got.Data[i] - w)); !(d <= abs+rel*math.Abs(float64(w))) {

@@ -177,7 +177,10 @@ func (h *NIfTIHeader) Affine() [4][4]float64 {
 // stored integers (v.Slope != 0) the voxels are written as INT16 (UINT16
 // for unsigned values beyond the INT16 range, INT32 beyond both) with
 // scl_slope/scl_inter = v.Slope/v.Intercept; otherwise, or when a voxel
-// is not exactly such a value, as FLOAT32.
+// is not exactly such a value, as FLOAT32. A volume with Stored is
+// written from it (INT16, rows copied) when the header's scl_slope and
+// scl_inter give its values back exactly; otherwise its values are
+// computed with Values, which fills v.Data.
 func WriteNIfTI(w io.Writer, v *Volume, opts NIfTIOptions) error {
 	b, err := niftiEncode(v, opts)
 	if err != nil {
@@ -196,6 +199,15 @@ func niftiEncode(v *Volume, opts NIfTIOptions) ([]byte, error) {
 		return nil, err
 	}
 	h := niftiHeaderFor(v, opts)
+	if niftiStoredExact(v, opts) {
+		buf := make([]byte, niftiVoxOffset+2*len(v.Stored))
+		niftiStoredRows(buf[niftiVoxOffset:], v, !opts.KeepRowOrder, 0, v.Size[2]*v.Size[3])
+		h.Datatype, h.Bitpix = niftiInt16, 16
+		h.SclSlope, h.SclInter = float32(v.Slope), float32(v.Intercept)
+		h.encode(buf[:niftiVoxOffset])
+		return buf, nil
+	}
+	v.Values()
 	e := niftiEncoder{v: v, flip: !opts.KeepRowOrder}
 	var buf []byte
 	if v.Slope != 0 && !opts.Float32 {
@@ -346,6 +358,116 @@ func (e niftiEncoder) float32s(out []byte) {
 	})
 }
 
+// niftiStoredExact reports whether v's voxels are written as its Stored
+// integers (INT16): Stored is set, FLOAT32 was not asked for, and the
+// header's float32 scl_slope and scl_inter give back every voxel value
+// exactly, by the test stored16 applies to each voxel, applied here to
+// each int16 (all of them when all pass, else to those v holds).
+func niftiStoredExact(v *Volume, opts NIfTIOptions) bool {
+	if v.Stored == nil || opts.Float32 || v.Slope == 0 {
+		return false
+	}
+	q, ok := niftiRescaleOf(v)
+	if !ok {
+		return false
+	}
+	if q.unit {
+		// x = r + inter is a whole number below 2^25: exact in both.
+		return true
+	}
+	var bad [1 << 16]bool
+	some := false
+	for x := range 1 << 16 {
+		r := float64(int16(uint16(x)))
+		want := float32(r*v.Slope + v.Intercept)
+		if float64(float32(r*q.s32+q.i32)) != float64(want) || q.stored(want) != r {
+			bad[x], some = true, true
+		}
+	}
+	if !some {
+		return true
+	}
+	for _, x := range v.Stored {
+		if bad[uint16(x)] {
+			return false
+		}
+	}
+	return true
+}
+
+// niftiStoredRows writes the Stored values of slices s0 to s1 (over k and
+// t) of v as little-endian 16-bit integers, the rows of each slice in
+// reverse order when flip is set.
+func niftiStoredRows(out []byte, v *Volume, flip bool, s0, s1 int) {
+	nx, ny := v.Size[0], v.Size[1]
+	for s := s0; s < s1; s++ {
+		for j := range ny {
+			src := j
+			if flip {
+				src = ny - 1 - j
+			}
+			row := v.Stored[(s*ny+src)*nx : (s*ny+src+1)*nx]
+			dst := out[((s-s0)*ny+j)*nx*2 : ((s-s0)*ny+j+1)*nx*2]
+			if littleEndian {
+				copy(dst, int16Bytes(row))
+				continue
+			}
+			for i, x := range row {
+				binary.LittleEndian.PutUint16(dst[2*i:], uint16(x))
+			}
+		}
+	}
+}
+
+// writeNIfTIStored writes an uncompressed INT16 file of v.Stored: the
+// header, then the voxels a few slices at a time, the next converted
+// while the last is written.
+func writeNIfTIStored(f *os.File, v *Volume, opts NIfTIOptions) error {
+	h := niftiHeaderFor(v, opts)
+	h.Datatype, h.Bitpix = niftiInt16, 16
+	h.SclSlope, h.SclInter = float32(v.Slope), float32(v.Intercept)
+	var hdr [niftiVoxOffset]byte
+	h.encode(hdr[:])
+	if _, err := f.Write(hdr[:]); err != nil {
+		return err
+	}
+	plane := v.Size[0] * v.Size[1]
+	nslices := v.Size[2] * v.Size[3]
+	per := max(1, (1<<20)/(2*plane)) // slices per piece: about 1 MiB
+	pieces := make(chan []byte, 1)
+	free := make(chan []byte, 2)
+	free <- make([]byte, 2*plane*per)
+	free <- make([]byte, 2*plane*per)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(pieces)
+		for s := 0; s < nslices; s += per {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			s1 := min(s+per, nslices)
+			b = b[:2*plane*(s1-s)]
+			niftiStoredRows(b, v, !opts.KeepRowOrder, s, s1)
+			select {
+			case pieces <- b:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for b := range pieces {
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+		free <- b
+	}
+	return nil
+}
+
 // niftiCheckVolume refuses a volume whose fields cannot make a NIfTI file.
 func niftiCheckVolume(v *Volume) error {
 	if v == nil {
@@ -358,7 +480,10 @@ func niftiCheckVolume(v *Volume) error {
 		}
 		n *= s
 	}
-	if len(v.Data) != n {
+	if v.Stored != nil && len(v.Stored) != n {
+		return fmt.Errorf("volume of size %v holds %d stored values, want %d", v.Size, len(v.Stored), n)
+	}
+	if (v.Stored == nil || v.Data != nil) && len(v.Data) != n {
 		return fmt.Errorf("volume of size %v holds %d values, want %d", v.Size, len(v.Data), n)
 	}
 	for i, s := range v.Spacing {
@@ -879,6 +1004,10 @@ func WriteNIfTIFile(name string, v *Volume, opts NIfTIOptions) (err error) {
 // the same); a volume that turns out not to fit 16 bits is written again
 // whole by WriteNIfTI.
 func writeNIfTIStream(f *os.File, v *Volume, opts NIfTIOptions) error {
+	if niftiStoredExact(v, opts) {
+		return writeNIfTIStored(f, v, opts)
+	}
+	v.Values()
 	q, ok := niftiRescaleOf(v)
 	if v.Slope == 0 || opts.Float32 || !ok {
 		return WriteNIfTI(f, v, opts)

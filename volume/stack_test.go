@@ -71,14 +71,14 @@ func assemble(t *testing.T, st *Stack, opts AssembleOptions) *Volume {
 	if err != nil {
 		t.Fatalf("Assemble: %v", err)
 	}
-	if got, want := len(v.Data), v.Size[0]*v.Size[1]*v.Size[2]*v.Size[3]; got != want {
+	if got, want := len(v.Values()), v.Size[0]*v.Size[1]*v.Size[2]*v.Size[3]; got != want {
 		t.Fatalf("len(Data) = %d, want %d for size %v", got, want, v.Size)
 	}
 	return v
 }
 
 // sliceValue is the value of voxel (0, 0, k, t).
-func sliceValue(v *Volume, k, t int) float32 { return v.Data[v.Voxels()*t+k*v.Size[0]*v.Size[1]] }
+func sliceValue(v *Volume, k, t int) float32 { return v.Values()[v.Voxels()*t+k*v.Size[0]*v.Size[1]] }
 
 func TestOrderByPositionNotName(t *testing.T) {
 	for _, tc := range []struct {
@@ -379,7 +379,7 @@ func TestGantryTilt(t *testing.T) {
 		checked := 0
 		for k := range nk {
 			for j := range v.Size[1] {
-				val := v.Data[k*v.Size[0]*v.Size[1]+j*v.Size[0]+3]
+				val := v.Values()[k*v.Size[0]*v.Size[1]+j*v.Size[0]+3]
 				if val == PaddingHU {
 					continue // shifted in from outside the slice
 				}
@@ -402,7 +402,7 @@ func TestGantryTilt(t *testing.T) {
 		aff := v.Affine()
 		for k := range nk {
 			for j := range v.Size[1] {
-				val := v.Data[k*v.Size[0]*v.Size[1]+j*v.Size[0]]
+				val := v.Values()[k*v.Size[0]*v.Size[1]+j*v.Size[0]]
 				y := aff[1][1]*float64(j) + aff[1][2]*float64(k) + aff[1][3]
 				if math.Abs(float64(val)-y) > 0.06 {
 					t.Fatalf("voxel (0, %d, %d) = %v, want world y %v", j, k, val, y)
@@ -431,8 +431,8 @@ func TestRescaleAndPadding(t *testing.T) {
 	}
 	_, st := oneStack(t, ss)
 	v := assemble(t, st, AssembleOptions{})
-	if v.Data[0] != PaddingHU || v.Data[1] != -24 {
-		t.Errorf("padding voxel %v, tissue voxel %v", v.Data[0], v.Data[1])
+	if v.Values()[0] != PaddingHU || v.Values()[1] != -24 {
+		t.Errorf("padding voxel %v, tissue voxel %v", v.Values()[0], v.Values()[1])
 	}
 	if v.Slope != 1 || v.Intercept != -1024 {
 		t.Errorf("slope %v intercept %v", v.Slope, v.Intercept)
@@ -441,7 +441,7 @@ func TestRescaleAndPadding(t *testing.T) {
 	ss[2].slope, ss[2].intercept = 2, 0
 	_, st = oneStack(t, ss)
 	v = assemble(t, st, AssembleOptions{})
-	if got := v.Data[2*v.Size[0]*v.Size[1]+1]; got != 2000 {
+	if got := v.Values()[2*v.Size[0]*v.Size[1]+1]; got != 2000 {
 		t.Errorf("rescaled slice 2 voxel = %v, want 2000", got)
 	}
 	if v.Slope != 0 || v.StoredBits != 0 {
@@ -545,8 +545,8 @@ func FuzzBuildSeries(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if len(v.Data) != v.Size[0]*v.Size[1]*v.Size[2]*v.Size[3] || v.Size[2] < 1 || v.Spacing[2] <= 0 {
-				t.Fatalf("inconsistent volume: size %v, %d values, spacing %v", v.Size, len(v.Data), v.Spacing)
+			if len(v.Values()) != v.Size[0]*v.Size[1]*v.Size[2]*v.Size[3] || v.Size[2] < 1 || v.Spacing[2] <= 0 {
+				t.Fatalf("inconsistent volume: size %v, %d values, spacing %v", v.Size, len(v.Values()), v.Spacing)
 			}
 		}
 		_, _, _ = Choose(&Collection{Series: []*Series{ser}})

@@ -13,6 +13,10 @@ package volume
 // Rescale Slope and Intercept applied (Hounsfield units for CT), computed
 // in float64 and rounded to float32. Voxels that were Pixel Padding Value
 // on a CT hold PaddingHU.
+//
+// The values are held in Data, or in Stored (see there) with Data nil
+// until Values fills it: read them with Values, or use Stored directly
+// when it is not nil.
 type Volume struct {
 	Size    [4]int
 	Spacing [3]float64 // mm between voxel centres along i, j, k
@@ -22,6 +26,16 @@ type Volume struct {
 	// is Axes[0]×Axes[1] unless the grid is sheared (TiltAffine).
 	Axes [3][3]float64
 	Data []float32
+	// Stored, when not nil, holds the stored integers of every voxel in
+	// the layout of Data: the value of voxel i is exactly
+	// float32(float64(Stored[i])*Slope + Intercept), Pixel Padding Value
+	// voxels of a CT hold the stored integer whose value is PaddingHU.
+	// Assemble fills it, rather than Data, when every slice shares one
+	// rescale, the stored values fit an int16 (Bits Allocated 8 or 16;
+	// signed, or unsigned of at most 15 bits), and nothing was resampled
+	// (no shear correction, no equal-spacing interpolation); Slope is then
+	// not 0. Data may then be nil: Values computes it.
+	Stored []int16
 
 	// Slope and Intercept are the rescale shared by every slice, so that
 	// (v-Intercept)/Slope recovers the stored integers (a NIfTI writer uses
@@ -87,3 +101,24 @@ func (v *Volume) Affine() [4][4]float64 {
 
 // Voxels is the number of values per 3D volume.
 func (v *Volume) Voxels() int { return v.Size[0] * v.Size[1] * v.Size[2] }
+
+// Values returns the real-world values (Data), computing them from Stored
+// first when Data is nil: float32(float64(Stored[i])*Slope + Intercept).
+// It sets v.Data, so it must not be called concurrently with itself or
+// with other uses of v.Data.
+func (v *Volume) Values() []float32 {
+	if v.Data != nil || v.Stored == nil {
+		return v.Data
+	}
+	data := make([]float32, len(v.Stored))
+	// The values as a table over the int16 range: one lookup per voxel.
+	var lut [1 << 16]float32
+	for x := range 1 << 16 {
+		lut[x] = float32(float64(int16(uint16(x)))*v.Slope + v.Intercept)
+	}
+	for i, x := range v.Stored {
+		data[i] = lut[uint16(x)]
+	}
+	v.Data = data
+	return data
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -112,8 +113,23 @@ func runVolumeEnv(ctx context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// Nearly everything the command allocates (the files, the
+		// volume) stays live until the file is written: collections
+		// while the heap grows find little garbage and, on a small
+		// machine, take a CPU from the decoding (10 ms of 42 wall on a
+		// 28-slice 512×512 CT over 2 CPUs). Collect first at 40 MB,
+		// then at 11× the live heap, for the command only: the peak is
+		// still about what it allocates, since little of it is garbage.
+		// GOGC still rules when set.
+		defer debug.SetGCPercent(debug.SetGCPercent(volumeGCPercent))
+	}
 	return assembleVolume(ctx, c, env.stdout, env.stderr)
 }
+
+// volumeGCPercent is the garbage collector's target of "radtriage volume"
+// (see runVolumeEnv).
+const volumeGCPercent = 1000
 
 // assembleVolume loads the folder, then lists it or assembles one stack
 // and writes it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 // volumeFixture returns the path of a folder under ../shared/dicom
 // (relative to the repository root). It skips the test when the fixtures
 // are absent, and fails it under CI=true.
-func volumeFixture(t *testing.T, rel string) string {
+func volumeFixture(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join("..", "..", "..", "shared", "dicom", rel)
 	if _, err := os.Stat(p); err != nil {
@@ -183,5 +184,42 @@ func TestSidecarName(t *testing.T) {
 		if got := sidecarName(in); got != want {
 			t.Errorf("sidecarName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestVolumeRestoresGCPercent checks that the command's collector target
+// (volumeGCPercent, when GOGC is not set) ends with the command.
+func TestVolumeRestoresGCPercent(t *testing.T) {
+	dir := volumeFixture(t, "ct-head-5mm")
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: the command leaves the collector alone")
+	}
+	before := debug.SetGCPercent(137)
+	defer debug.SetGCPercent(before)
+	out := filepath.Join(t.TempDir(), "ct.nii")
+	if code, _, stderr := runVolumeTest(t, nil, dir, "-o", out); code != 0 {
+		t.Fatalf("exit status %d, stderr:\n%s", code, stderr)
+	}
+	if got := debug.SetGCPercent(before); got != 137 {
+		t.Errorf("GC percent %d after the command, want 137 as before it", got)
+	}
+}
+
+// BenchmarkVolumeCommand runs "radtriage volume" in the process on
+// ../shared/dicom/ct-head-5mm (28 slices of 512×512), to .nii and .nii.gz;
+// .ci/bench-volume.sh times the whole process against dcm2niix.
+func BenchmarkVolumeCommand(b *testing.B) {
+	dir := volumeFixture(b, "ct-head-5mm")
+	for _, ext := range []string{".nii", ".nii.gz"} {
+		b.Run(ext, func(b *testing.B) {
+			out := filepath.Join(b.TempDir(), "ct"+ext)
+			for b.Loop() {
+				os.Remove(out)
+				var stdout, stderr bytes.Buffer
+				if code := runVolume(b.Context(), []string{dir, "-o", out}, &stdout, &stderr); code != 0 {
+					b.Fatalf("exit status %d, stderr:\n%s", code, stderr.String())
+				}
+			}
+		})
 	}
 }
