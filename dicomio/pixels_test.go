@@ -14,9 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // decodeFile decodes one fixture. A syntax without a decoder in this

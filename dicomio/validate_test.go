@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/suyashkumar/dicom"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 func TestReadInstanceGeometry(t *testing.T) {

@@ -12,34 +12,8 @@ import (
 	"testing"
 
 	"github.com/radtriage/radtriage/dicomio"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
-
-// sharedDir returns ../shared/dicom/rel, looking upwards from the package
-// directory; it skips the test when the fixtures are absent and fails it
-// under CI=true.
-func sharedDir(tb testing.TB, rel string) string {
-	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return filepath.Join(p, rel)
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
-	}
-	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
-	return ""
-}
 
 // worldMismatch compares v with a reference volume voxel by voxel through
 // patient coordinates: each reference voxel's centre, mapped by the
@@ -102,11 +76,11 @@ func TestWorldMatchesDcm2niix(t *testing.T) {
 		{"enhanced/In/Siemens/XA10", "enhanced/Ref/Siemens_REST1_w_SMS_PF7-8_6.nii", "", 4},
 	} {
 		t.Run(tc.ref, func(t *testing.T) {
-			ref, err := ReadNIfTIFile(sharedDir(t, tc.ref))
+			ref, err := ReadNIfTIFile(filepath.Join(testenv.SharedDICOM(t), tc.ref))
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := LoadDir(os.DirFS(sharedDir(t, tc.in)), LoadOptions{})
+			c, err := LoadDir(os.DirFS(filepath.Join(testenv.SharedDICOM(t), tc.in)), LoadOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,22 +152,10 @@ func loadOne(t *testing.T, dir string) (*Collection, *Series) {
 	return c, c.Series[0]
 }
 
-func dcmodify(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("dcmodify")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dcmodify (dcmtk) is required under CI=true")
-		}
-		t.Skip("dcmodify (dcmtk) not installed")
-	}
-	return p
-}
-
 // TestHostileCTHead damages copies of ct-head-5mm: each damage gives a
 // warning, a skip or an error, never a silent wrong volume.
 func TestHostileCTHead(t *testing.T) {
-	src := sharedDir(t, "ct-head-5mm")
+	src := filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm")
 	ref, err := func() (*Volume, error) {
 		_, ser := loadOne(t, src)
 		return ser.Stacks[0].Assemble(AssembleOptions{})
@@ -267,7 +229,7 @@ func TestHostileCTHead(t *testing.T) {
 		}
 	})
 	t.Run("other orientation", func(t *testing.T) {
-		dcm := dcmodify(t)
+		dcm := testenv.Tool(t, "dcmodify", "dcmtk")
 		dir := copyDir(t, src)
 		out, err := exec.Command(dcm, "-nb", "-m", `(0020,0037)=1\0\0\0\0.8660254\-0.5`, filepath.Join(dir, "I130")).CombinedOutput()
 		if err != nil {
@@ -283,7 +245,7 @@ func TestHostileCTHead(t *testing.T) {
 		}
 	})
 	t.Run("other size", func(t *testing.T) {
-		dcm := dcmodify(t)
+		dcm := testenv.Tool(t, "dcmodify", "dcmtk")
 		dir := copyDir(t, src)
 		// 256×1024 keeps the pixel data length consistent.
 		out, err := exec.Command(dcm, "-nb", "-m", "(0028,0010)=256", "-m", "(0028,0011)=1024", filepath.Join(dir, "I140")).CombinedOutput()
@@ -300,7 +262,7 @@ func TestHostileCTHead(t *testing.T) {
 	})
 	for _, enc := range []string{"rle", "jpll"} {
 		t.Run("corrupt "+enc, func(t *testing.T) {
-			dir := copyDir(t, sharedDir(t, "ct-head-5mm."+enc))
+			dir := copyDir(t, filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm."+enc))
 			p := filepath.Join(dir, "I100.dcm")
 			b, err := os.ReadFile(p)
 			must(t, err)
@@ -343,7 +305,7 @@ func TestHostileCTHead(t *testing.T) {
 func TestChooseReal(t *testing.T) {
 	root := t.TempDir()
 	for _, d := range []string{"ct-head-5mm", "enhanced/In/Philips", "enhanced/In/Siemens/XA10"} {
-		src := copyDir(t, sharedDir(t, d))
+		src := copyDir(t, filepath.Join(testenv.SharedDICOM(t), d))
 		must(t, os.Rename(src, filepath.Join(root, filepath.Base(d))))
 	}
 	c, err := LoadDir(os.DirFS(root), LoadOptions{})
@@ -397,7 +359,7 @@ func reverse(s string) string {
 // decoding while loading (the default, each file parsed once), and with
 // HeadersOnly (each file parsed twice, pixels re-read by Assemble).
 func BenchmarkLoadAssembleCTHead(b *testing.B) {
-	fsys := os.DirFS(sharedDir(b, "ct-head-5mm"))
+	fsys := os.DirFS(filepath.Join(testenv.SharedDICOM(b), "ct-head-5mm"))
 	for _, bc := range []struct {
 		name string
 		opts LoadOptions
@@ -422,7 +384,7 @@ func BenchmarkLoadAssembleCTHead(b *testing.B) {
 var _ = dicomio.ErrUnsupportedTransferSyntax
 
 func TestLoadDirSkipsNonImages(t *testing.T) {
-	c, err := LoadDir(os.DirFS(sharedDir(t, "seg-sr/sr-example")), LoadOptions{})
+	c, err := LoadDir(os.DirFS(filepath.Join(testenv.SharedDICOM(t), "seg-sr/sr-example")), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +396,7 @@ func TestLoadDirSkipsNonImages(t *testing.T) {
 			t.Errorf("%s skipped for %q", s.Path, s.Reason)
 		}
 	}
-	c, err = LoadDir(os.DirFS(sharedDir(t, "ct-head-5mm")), LoadOptions{})
+	c, err = LoadDir(os.DirFS(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm")), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,35 +12,8 @@ import (
 	"testing"
 
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
-
-// conformanceFixtures returns the path of ../shared/dicom (relative to
-// the repository root), looking upwards from the package directory. It
-// skips the test when the fixtures are absent, and fails it under
-// CI=true.
-func conformanceFixtures(tb testing.TB) string {
-	tb.Helper()
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
-	}
-	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
-	return ""
-}
 
 // ctHeadCopies are ct-head-5mm and its lossless re-encodings, with the
 // transfer syntax whose decoder each needs from the codec registry (""
@@ -177,7 +150,7 @@ func compareVoxels(t *testing.T, got, want *Volume, tol float64) {
 // dcm2niix's reference and an affine within 1e-4 mm of it; the header
 // fields match dcm2niix's.
 func TestConformanceCTHead(t *testing.T) {
-	root := conformanceFixtures(t)
+	root := testenv.SharedDICOM(t)
 	want, wantH := readNIfTIFile(t, filepath.Join(root, "ct-head-5mm.ref", "ct-head-5mm.nii.gz"))
 	for _, c := range ctHeadCopies {
 		t.Run(c.dir, func(t *testing.T) {
@@ -260,7 +233,7 @@ func compareHeaders(t *testing.T, got, want *NIfTIHeader) {
 // offset that makes the affines agree to 1e-4 mm, and the voxels it pairs
 // must be equal. A storage order that differs from dcm2niix's is logged.
 func TestConformanceEnhanced(t *testing.T) {
-	root := filepath.Join(conformanceFixtures(t), "enhanced")
+	root := filepath.Join(testenv.SharedDICOM(t), "enhanced")
 	tests := []struct {
 		in   string
 		refs []string
@@ -484,7 +457,7 @@ func voxelMismatch(got, want *Volume, rel, abs float64) string {
 // (issue 3 does not ask for it), so the comparison with Ref/1.nii is
 // skipped with that reason (the fixture must still be present).
 func TestConformanceMosaic(t *testing.T) {
-	root := filepath.Join(conformanceFixtures(t), "transfer-syntaxes")
+	root := filepath.Join(testenv.SharedDICOM(t), "transfer-syntaxes")
 	if _, err := os.Stat(filepath.Join(root, "In", "1.dcm")); err != nil {
 		t.Fatal(err)
 	}

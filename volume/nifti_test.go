@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // obliqueVolume is a small 4D volume with rotated, non-square voxels and
@@ -146,7 +148,7 @@ func TestNIfTIRoundTrip(t *testing.T) {
 // reference's sform, the niftiQuaternion and qfac and compares them with what
 // dcm2niix wrote, and checks the reader's qform against the sform.
 func TestNIfTIQuaternionMatchesDcm2niix(t *testing.T) {
-	dir := conformanceFixtures(t)
+	dir := testenv.SharedDICOM(t)
 	files := []string{"ct-head-5mm.ref/ct-head-5mm.nii.gz"}
 	for _, pat := range []string{"enhanced/Ref/*.nii", "transfer-syntaxes/Ref/*.nii"} {
 		m, _ := filepath.Glob(filepath.Join(dir, pat))

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/radtriage/radtriage/dicomio"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // TestUnpackInt16MatchesInt32 checks the int16 path of Assemble against
@@ -269,7 +270,7 @@ func TestNIfTIStoredSameAsValues(t *testing.T) {
 // once) as .nii, from Stored (INT16 rows copied) and from float32 values
 // (each checked against its stored integer).
 func BenchmarkNIfTIStored(b *testing.B) {
-	c, err := LoadDir(os.DirFS(sharedDir(b, "ct-head-5mm")), LoadOptions{})
+	c, err := LoadDir(os.DirFS(filepath.Join(testenv.SharedDICOM(b), "ct-head-5mm")), LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // TestUnsupportedSyntaxReported: in a build without a JPEG 2000 decoder
@@ -21,7 +22,7 @@ func TestUnsupportedSyntaxReported(t *testing.T) {
 	if _, ok := codec.Lookup(j2k); ok {
 		t.Skip("this build decodes JPEG 2000 (TestConformanceCTHead covers ct-head-5mm.j2kr)")
 	}
-	col, err := LoadDir(os.DirFS(filepath.Join(conformanceFixtures(t), "ct-head-5mm.j2kr")), LoadOptions{})
+	col, err := LoadDir(os.DirFS(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.j2kr")), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,12 +44,31 @@ func newFlagSet(name, synopsis, about string, env *environ) *flagSet {
 
 // add registers a flag whose value, from whichever source, goes to set.
 func (f *flagSet) add(name, metavar, def, usage string, set func(string) error) {
+	f.fs.Func(name, usage, f.option(name, metavar, def, usage, set))
+}
+
+// option records a flag and returns what the flag package calls with its
+// command-line value.
+func (f *flagSet) option(name, metavar, def, usage string, set func(string) error) func(string) error {
 	o := &option{name: name, def: def, usage: usage, metavar: metavar, set: set}
 	f.opts = append(f.opts, o)
-	f.fs.Func(name, usage, func(s string) error {
+	return func(s string) error {
 		o.cmdline, o.fromFlag = s, true
 		return nil
-	})
+	}
+}
+
+// boolVar registers a boolean flag: --name alone is true, --name=false
+// (or RADTRIAGE_NAME=false) false.
+func (f *flagSet) boolVar(p *bool, name, usage string) {
+	f.fs.BoolFunc(name, usage, f.option(name, "", "false", usage, func(s string) error {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return errors.New("not a boolean: use true or false")
+		}
+		*p = b
+		return nil
+	}))
 }
 
 func (f *flagSet) stringVar(p *string, name, metavar, def, usage string, check func(string) error) {

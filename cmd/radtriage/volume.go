@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -44,9 +42,9 @@ instead. -o is short for --out. Warnings go to stderr. Exit status: 0 done,
 	})
 	fs.stringVar(&c.Series, "series", "UID", "", "the Series Instance UID to assemble (default: choose one)", nil)
 	fs.intVar(&c.Stack, "stack", 0, 0, "which stack of the series to assemble, 1 for the first listed (default 0: the largest, or the chosen one)")
-	volumeBoolVar(fs, &c.List, "list", "list the series, stacks, warnings and skipped files instead of writing a volume")
-	volumeBoolVar(fs, &c.JSON, "json", "with --list: print JSON instead of a table")
-	volumeBoolVar(fs, &c.Sidecar, "sidecar", "also write a JSON sidecar (FILE.json, BIDS-like) next to the NIfTI file")
+	fs.boolVar(&c.List, "list", "list the series, stacks, warnings and skipped files instead of writing a volume")
+	fs.boolVar(&c.JSON, "json", "with --list: print JSON instead of a table")
+	fs.boolVar(&c.Sidecar, "sidecar", "also write a JSON sidecar (FILE.json, BIDS-like) next to the NIfTI file")
 	pos, err := fs.parse(args, 1)
 	if err != nil {
 		return nil, err
@@ -65,24 +63,6 @@ instead. -o is short for --out. Warnings go to stderr. Exit status: 0 done,
 	return &c, nil
 }
 
-// volumeBoolVar registers a boolean flag (--name, --name=false) with its
-// environment twin, in the manner of flagSet's other kinds.
-func volumeBoolVar(f *flagSet, p *bool, name, usage string) {
-	o := &option{name: name, def: "false", usage: usage, metavar: "", set: func(s string) error {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return errors.New("not a boolean: use true or false")
-		}
-		*p = b
-		return nil
-	}}
-	f.opts = append(f.opts, o)
-	f.fs.BoolFunc(name, usage, func(s string) error {
-		o.cmdline, o.fromFlag = s, true
-		return nil
-	})
-}
-
 func checkNIfTIName(s string) error {
 	if s == "" {
 		return nil // required-ness is checked after parsing
@@ -92,19 +72,6 @@ func checkNIfTIName(s string) error {
 		return errors.New("must end in .nii or .nii.gz")
 	}
 	return nil
-}
-
-// runVolume runs "radtriage volume" with args (those after the command
-// name) and returns the exit status: 0 done, 1 error, 2 usage. Errors are
-// printed to stderr.
-func runVolume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	env := &environ{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
-	err := runVolumeEnv(ctx, env, args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, "radtriage:", err)
-	return exitCode(err)
 }
 
 // runVolumeEnv is "radtriage volume" in the form of commands().

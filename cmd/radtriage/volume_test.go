@@ -2,29 +2,29 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
 
+	"github.com/radtriage/radtriage/internal/testenv"
 	"github.com/radtriage/radtriage/volume"
 )
 
-// volumeFixture returns the path of a folder under ../shared/dicom
-// (relative to the repository root). It skips the test when the fixtures
-// are absent, and fails it under CI=true.
-func volumeFixture(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "dicom", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixture %s not found (required under CI=true): %v", p, err)
-		}
-		t.Skipf("skipping: DICOM fixture %s not found", p)
+// runVolume runs "radtriage volume" with args as main would and returns
+// the exit status: 0 done, 1 error, 2 usage; errors go to stderr.
+func runVolume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, append([]string{"volume"}, args...), stdout, stderr)
+	if err == nil {
+		return 0
 	}
-	return p
+	fmt.Fprintln(stderr, "radtriage:", err)
+	return exitCode(err)
 }
 
 // runVolumeTest runs the volume command with args and the given
@@ -41,7 +41,7 @@ func runVolumeTest(t *testing.T, vars map[string]string, args ...string) (code i
 }
 
 func TestVolumeWritesChosenSeries(t *testing.T) {
-	dir := volumeFixture(t, "ct-head-5mm")
+	dir := filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm")
 	out := filepath.Join(t.TempDir(), "ct.nii.gz")
 	var stdout, stderr bytes.Buffer
 	if code := runVolume(t.Context(), []string{dir, "-o", out, "--sidecar"}, &stdout, &stderr); code != 0 {
@@ -87,7 +87,7 @@ func TestVolumeWritesChosenSeries(t *testing.T) {
 }
 
 func TestVolumeListAndSeries(t *testing.T) {
-	dir := volumeFixture(t, "ct-head-5mm")
+	dir := filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm")
 	code, stdout, stderr := runVolumeTest(t, nil, dir, "--list")
 	if code != 0 {
 		t.Fatalf("--list: exit status %d: %s", code, stderr)
@@ -190,7 +190,7 @@ func TestSidecarName(t *testing.T) {
 // TestVolumeRestoresGCPercent checks that the command's collector target
 // (volumeGCPercent, when GOGC is not set) ends with the command.
 func TestVolumeRestoresGCPercent(t *testing.T) {
-	dir := volumeFixture(t, "ct-head-5mm")
+	dir := filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm")
 	if _, set := os.LookupEnv("GOGC"); set {
 		t.Skip("GOGC is set: the command leaves the collector alone")
 	}
@@ -209,7 +209,7 @@ func TestVolumeRestoresGCPercent(t *testing.T) {
 // ../shared/dicom/ct-head-5mm (28 slices of 512×512), to .nii and .nii.gz;
 // .ci/bench-volume.sh times the whole process against dcm2niix.
 func BenchmarkVolumeCommand(b *testing.B) {
-	dir := volumeFixture(b, "ct-head-5mm")
+	dir := filepath.Join(testenv.SharedDICOM(b), "ct-head-5mm")
 	for _, ext := range []string{".nii", ".nii.gz"} {
 		b.Run(ext, func(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "ct"+ext)

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 const (

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // The sequential DCT decoder is checked against three references: the

@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 const (

@@ -10,10 +10,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // cgoEncoded is one encapsulated fixture split into its frames.

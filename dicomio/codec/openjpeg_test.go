@@ -13,9 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/radtriage/radtriage/internal/testenv"
-
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 const (
