@@ -20,10 +20,16 @@ type AssembleOptions struct {
 	// interpolation, Axes[2] along the line through the first and last
 	// slice positions, so that Axes[2] is not Axes[0]×Axes[1] (a
 	// non-orthogonal affine, exact). By default a tilted stack is shear
-	// corrected instead: each slice is resampled (bilinear) so that its
-	// pixels lie on the orthogonal grid through the first slice, as
-	// dcm2niix's `_Tilt_1` output does; pixels shifted in from outside the
-	// slice get PaddingHU on a CT and 0 otherwise.
+	// corrected instead, as dcm2niix's `_Tilt_1` output: the grid is
+	// widened by ceil(d) rows (d the largest displacement between slices,
+	// in pixels, along the column direction; likewise columns for a
+	// displacement along the rows) so that no pixel is lost, its rows are
+	// those of the slice displaced furthest along the column direction
+	// (the first slice when the displacement runs towards row 0), the new
+	// rows come before row 0, and each slice is shifted onto it by linear
+	// interpolation; pixels shifted in from outside a slice get the
+	// volume's smallest value, except that a grid row less than one pixel
+	// before a slice's row 0 takes that row (both as dcm2niix does).
 	TiltAffine bool
 	// PhilipsDisplayScaling uses the Rescale Slope and Intercept alone for
 	// Philips MR images. By default, when Philips' private MR Scale Slope
@@ -62,13 +68,18 @@ var (
 //
 // Beyond stacking: a tilted stack is shear corrected (see
 // AssembleOptions.TiltAffine), and a stack of irregular spacing (gaps
-// included) is resampled to equal spacing: the new grid starts at the
-// first slice, its step is the smallest distance between neighbouring
-// slices (or the span divided by 4n−1 if the smallest would multiply the n
-// slices by more than four), it ends at the last grid point not beyond the last slice, and each
-// new slice is the linear interpolation of the two original slices around
-// it (weights by distance along the normal), as dcm2niix's `_Eq_` output.
-// Each is said in Notes, and Slope is then 0.
+// included) is resampled to equal spacing as dcm2niix's `_Eq_` output: the
+// new grid starts at the first slice, its step is the smallest distance
+// between neighbouring slices, and it has ceil((span − g/2)/step) slices
+// (span from the first slice to the last, g the distance between the last
+// two), so that a slice more than half the last gap beyond the grid's end
+// is not kept (dcm2niix's rule); when that would be more than twice the n
+// original slices, the grid has 2n slices from the first slice to the
+// last. Each new slice is the linear interpolation of the two original
+// slices around it (weights by distance along the normal). Each is said
+// in Notes, and Slope is then 0. Both match dcm2niix to its rounding of
+// the interpolated stored values to integers (0.5 HU at slope 1), checked
+// against dcm2niix itself in dcm2niix_test.go.
 //
 // Errors: ErrConflictingSlices, ErrUndecodable (naming the files),
 // ErrEmptyStack.
@@ -171,30 +182,27 @@ func (st *Stack) Assemble(opts AssembleOptions) (*Volume, error) {
 	resampled := false
 	coords := st.Positions
 	if st.Tilted {
-		fill := float32(0)
-		if isCT {
-			fill = PaddingHU
-		}
 		if opts.TiltAffine {
 			coords = st.tiltAffine(v)
 		} else {
-			st.shearCorrect(v, fill)
+			st.shearCorrect(v)
 			resampled = true
 		}
 	}
 	if st.Irregular && nk > 1 {
-		step := minStep(coords)
-		if span := coords[nk-1] - coords[0]; span > 0 && (step <= 0 || span/step+1 > float64(4*nk)) {
-			// Never more than four times the original slices.
-			step = span / float64(4*nk-1)
+		step, nk2 := eqGrid(coords)
+		v.Data = equalize(v.Data, v.Size[0]*v.Size[1], nk, nt, coords, step, nk2)
+		note := fmt.Sprintf(
+			"the %d slices were irregularly spaced (%.4g to %.4g mm apart): resampled by linear interpolation between neighbouring slices to %d slices %.4g mm apart from the first slice (as dcm2niix's _Eq_ output)",
+			nk, minStep(coords), maxStep(coords), nk2, step)
+		if short := coords[nk-1] - coords[0] - float64(nk2-1)*step; short > 1e-3*step {
+			note += fmt.Sprintf("; the grid ends %.4g mm before the last slice", short)
 		}
-		var nk2 int
-		v.Data, nk2 = equalize(v.Data, plane, nk, nt, coords, step)
-		v.Notes = append(v.Notes, fmt.Sprintf(
-			"the %d slices were irregularly spaced (%.4g to %.4g mm apart): resampled by linear interpolation between neighbouring slices to %d slices %.4g mm apart",
-			nk, minStep(coords), maxStep(coords), nk2, step))
+		v.Notes = append(v.Notes, note)
 		v.Size[2] = nk2
-		v.Spacing[2] = step
+		if step > 0 {
+			v.Spacing[2] = step
+		}
 		resampled = true
 	} else if nk > 1 && (!st.Tilted || !opts.TiltAffine) {
 		v.Spacing[2] = (coords[nk-1] - coords[0]) / float64(nk-1)
@@ -281,37 +289,94 @@ func (st *Stack) tiltAffine(v *Volume) []float64 {
 	return coords
 }
 
-// shearCorrect resamples each slice within its plane onto the orthogonal
-// grid through the first slice.
-func (st *Stack) shearCorrect(v *Volume, fill float32) {
+// shearCorrect resamples each slice within its plane onto one orthogonal
+// grid, as dcm2niix's `_Tilt_1` output: the grid is widened (along the
+// rows, and the columns if the slices are also displaced that way) by
+// ceil(range of the displacements) pixels so that no pixel of any slice
+// is lost, its rows (columns) are those of the slice displaced furthest
+// along the column (row) direction, the new ones added before its first
+// row (column); each slice is shifted onto it by bilinear interpolation
+// (linear along the one axis of a gantry tilt), and pixels shifted in
+// from outside a slice get the volume's smallest value (dcm2niix's
+// "darkest observed value"), except that a grid row less than one pixel
+// before a slice's row 0 takes row 0 (dcm2niix clamps there).
+func (st *Stack) shearCorrect(v *Volume) {
 	first := st.vols[0]
 	p0 := first[0].pos
 	r, c := v.Axes[0], v.Axes[1]
-	plane := st.Rows * st.Columns
+	cols, rows := st.Columns, st.Rows
+	plane := rows * cols
 	nk := len(first)
+	// The displacement of each slice from the first, in pixels.
+	si, sj := make([]float64, nk), make([]float64, nk)
+	for k, s := range first {
+		off := inPlane(sub(s.pos, p0), st.Normal)
+		si[k], sj[k] = dot(off, r)/v.Spacing[0], dot(off, c)/v.Spacing[1]
+	}
+	// Pixel (x, y) of slice k lies at (x+si[k], y+sj[k]) in the first
+	// slice's pixel coordinates; the grid's (0, 0) there is (x0, y0).
+	grow := func(d []float64) (origin float64, extra int) {
+		lo, hi := slicesMinMax(d)
+		extra = int(math.Ceil(hi - lo - 1e-6))
+		if extra < 0 || hi-lo < 1e-6 {
+			return 0, 0
+		}
+		return hi - float64(extra), extra
+	}
+	x0, ex := grow(si)
+	y0, ey := grow(sj)
+	dcols, drows := cols+ex, rows+ey
+	dplane := dcols * drows
+	fill := float32(math.Inf(1))
+	for _, x := range v.Data {
+		fill = min(fill, x)
+	}
+	if math.IsInf(float64(fill), 1) {
+		fill = 0
+	}
+	out := v.Data
+	if dplane != plane {
+		out = make([]float32, dplane*nk*len(st.vols))
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	for t := range st.vols {
-		for k, s := range st.vols[t] {
-			off := inPlane(sub(s.pos, p0), st.Normal)
-			si, sj := dot(off, r)/v.Spacing[0], dot(off, c)/v.Spacing[1]
-			if math.Abs(si) < 1e-6 && math.Abs(sj) < 1e-6 {
+		for k := range st.vols[t] {
+			// dst(i, j) = src(i + x0 − si, j + y0 − sj)
+			di, dj := si[k]-x0, sj[k]-y0
+			if dplane == plane && math.Abs(di) < 1e-6 && math.Abs(dj) < 1e-6 {
 				continue
 			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				sl := v.Data[(t*nk+k)*plane : (t*nk+k+1)*plane]
-				src := append([]float32(nil), sl...)
-				shift(sl, src, st.Columns, st.Rows, si, sj, fill)
+				src := v.Data[(t*nk+k)*plane : (t*nk+k+1)*plane]
+				if dplane == plane {
+					src = append([]float32(nil), src...)
+				}
+				shiftInto(out[(t*nk+k)*dplane:(t*nk+k+1)*dplane], dcols, drows, src, cols, rows, di, dj, fill, true)
 			}()
 		}
 	}
 	wg.Wait()
+	v.Data = out
+	v.Size[0], v.Size[1] = dcols, drows
+	for a := range 3 {
+		v.Origin[a] += x0*v.Spacing[0]*r[a] + y0*v.Spacing[1]*c[a]
+	}
 	v.Notes = append(v.Notes, fmt.Sprintf(
-		"gantry tilt of %.3g°: each slice was shifted within its plane (bilinear interpolation) onto an orthogonal grid (shear correction, as dcm2niix's _Tilt_1 output)",
-		st.TiltDegrees))
+		"gantry tilt of %.3g°: each slice was shifted within its plane (bilinear interpolation) onto an orthogonal grid widened to %d×%d pixels to hold every slice, outside the slices filled with the smallest value %g (shear correction, as dcm2niix's _Tilt_1 output)",
+		st.TiltDegrees, dcols, drows, fill))
+}
+
+// slicesMinMax returns the smallest and largest of d (not empty).
+func slicesMinMax(d []float64) (lo, hi float64) {
+	lo, hi = d[0], d[0]
+	for _, x := range d[1:] {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
 }
 
 func minStep(c []float64) float64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -158,10 +159,11 @@ func TestGapWarnsAndResamples(t *testing.T) {
 		t.Errorf("irregular %v spacing %v", st.Irregular, st.SliceSpacing)
 	}
 	v := assemble(t, st, AssembleOptions{})
-	if v.Size[2] != 8 || v.Spacing[2] != 5 {
-		t.Fatalf("resampled to %d slices of %v mm, want 8 of 5", v.Size[2], v.Spacing[2])
+	// As dcm2niix's _Eq_: ceil((35 − 5/2)/5) = 7 slices 0, 5, …, 30.
+	if v.Size[2] != 7 || v.Spacing[2] != 5 {
+		t.Fatalf("resampled to %d slices of %v mm, want 7 of 5", v.Size[2], v.Spacing[2])
 	}
-	for k := range 8 {
+	for k := range 7 {
 		if got := sliceValue(v, k, 0); got != float32(10*k) {
 			t.Errorf("slice %d = %v, want %v (linear between neighbours)", k, got, 10*k)
 		}
@@ -183,11 +185,11 @@ func TestVariableSpacingEqualized(t *testing.T) {
 		t.Fatalf("warnings %v, want one irregular spacing", st.Warnings)
 	}
 	v := assemble(t, st, AssembleOptions{})
-	// Grid 0, 2, …, 10 (11 is not reached by a whole step).
-	if v.Size[2] != 6 || v.Spacing[2] != 2 {
+	// As dcm2niix's _Eq_: ceil((11 − 2/2)/2) = 5 slices 0, 2, …, 8.
+	if v.Size[2] != 5 || v.Spacing[2] != 2 {
 		t.Fatalf("size %v spacing %v", v.Size, v.Spacing)
 	}
-	for k := range 6 {
+	for k := range 5 {
 		if got, want := sliceValue(v, k, 0), float32(20*k); math.Abs(float64(got-want)) > 1e-4 {
 			t.Errorf("slice %d = %v, want %v", k, got, want)
 		}
@@ -375,13 +377,19 @@ func TestGantryTilt(t *testing.T) {
 		if want := 4 * math.Cos(theta); math.Abs(v.Spacing[2]-want) > 1e-9 {
 			t.Errorf("slice spacing %v, want %v", v.Spacing[2], want)
 		}
+		// The grid is widened to hold every slice: 4·4·sin θ = 4.14
+		// pixels, 5 rows.
+		if v.Size[0] != 8 || v.Size[1] != 45 {
+			t.Errorf("size %v, want 8×45 (40 rows and 5 for the shear)", v.Size)
+		}
+		fill := slices.Min(v.Values())
 		aff := v.Affine()
 		checked := 0
 		for k := range nk {
 			for j := range v.Size[1] {
 				val := v.Values()[k*v.Size[0]*v.Size[1]+j*v.Size[0]+3]
-				if val == PaddingHU {
-					continue // shifted in from outside the slice
+				if val == fill {
+					continue // shifted in from outside the slice: the smallest value
 				}
 				y := aff[1][0]*3 + aff[1][1]*float64(j) + aff[1][2]*float64(k) + aff[1][3]
 				if math.Abs(float64(val)-y) > 0.06 {
@@ -551,4 +559,41 @@ func FuzzBuildSeries(f *testing.F) {
 		}
 		_, _, _ = Choose(&Collection{Series: []*Series{ser}})
 	})
+}
+
+// TestShiftIntoAgainstNaive checks shiftInto into a larger destination,
+// with dcm2niix's row-0 rule (a source row between −1 and 0 reads row 0),
+// against the naive per-pixel formula.
+func TestShiftIntoAgainstNaive(t *testing.T) {
+	const cols, rows, dcols, drows = 6, 5, 8, 9
+	src := make([]float32, cols*rows)
+	for i := range src {
+		src[i] = float32(i*i%11) - 3.25
+	}
+	for _, sh := range [][2]float64{{0, 0}, {0, 3.4}, {1.5, 0.6}, {-0.25, 4}, {2, -0.5}} {
+		dst := make([]float32, dcols*drows)
+		shiftInto(dst, dcols, drows, src, cols, rows, sh[0], sh[1], 99, true)
+		for j := range drows {
+			for i := range dcols {
+				x, y := float64(i)-sh[0], float64(j)-sh[1]
+				if y > -1 && y < 0 {
+					y = 0 // row 0 rule
+				}
+				x0, y0 := math.Floor(x), math.Floor(y)
+				fx, fy := x-x0, y-y0
+				want := 99.0
+				in := func(x, y float64) bool { return x >= 0 && y >= 0 && x < cols && y < rows }
+				if in(x0, y0) && (fx == 0 || in(x0+1, y0)) && (fy == 0 || in(x0, y0+1)) {
+					at := func(dx, dy int) float64 {
+						xi, yi := min(int(x0)+dx, cols-1), min(int(y0)+dy, rows-1)
+						return float64(src[yi*cols+xi])
+					}
+					want = (1-fx)*(1-fy)*at(0, 0) + fx*(1-fy)*at(1, 0) + (1-fx)*fy*at(0, 1) + fx*fy*at(1, 1)
+				}
+				if got := dst[j*dcols+i]; math.Abs(float64(got)-want) > 1e-4 {
+					t.Fatalf("shift %v: (%d, %d) = %v, want %v", sh, i, j, got, want)
+				}
+			}
+		}
+	}
 }
