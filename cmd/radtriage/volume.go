@@ -242,7 +242,11 @@ func listTable(w io.Writer, col *volume.Collection) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "series %s  #%d %s %q: %d stacks\n", s.UID, s.Number, s.Modality, s.Description, len(s.Stacks))
+		stacks := "stacks"
+		if len(s.Stacks) == 1 {
+			stacks = "stack"
+		}
+		fmt.Fprintf(w, "series %s  #%d %s %q: %d %s\n", s.UID, s.Number, s.Modality, s.Description, len(s.Stacks), stacks)
 		if len(s.Stacks) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  stack\tsize\tspacing mm\torientation\tslices\tvolumes\tposition mm\tlabel\t")
