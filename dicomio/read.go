@@ -26,6 +26,9 @@ type instanceData struct {
 	elems   []element // the structural pass's view of dataset
 	pixel   *element  // top-level Pixel Data, or nil
 	lib     dicom.Dataset
+	// headerOnly is set by ReadHeader: dataset ends before Pixel Data,
+	// and pixel is its header alone (no value).
+	headerOnly bool
 }
 
 // reject builds a *RejectError.
@@ -443,6 +446,9 @@ func (d *instanceData) validate(in *Instance) *RejectError {
 		return reject(ReasonDoesNotMatchSOPClass, err, "Pixel Data cannot be checked against the image pixel module")
 	}
 	got := uint64(len(px.value))
+	if d.headerOnly {
+		got = uint64(px.vl) // ReadHeader checked it against the file size
+	}
 	if got != want && !(want%2 == 1 && got == want+1) {
 		return reject(ReasonDoesNotMatchSOPClass, nil,
 			"Pixel Data length is %d bytes but Rows×Columns×SamplesPerPixel×BitsAllocated×Frames (%d×%d×%d×%d×%d) needs %d: truncated or inconsistent",

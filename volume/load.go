@@ -3,6 +3,7 @@ package volume
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"runtime"
 	"slices"
@@ -17,7 +18,11 @@ type LoadOptions struct {
 	// KeepBytes bounds the total size of the files LoadDir keeps in
 	// memory for Assemble, so that each file is read once. Files beyond
 	// the bound are read again by Assemble. 0 means 1 GiB; a negative value
-	// keeps nothing.
+	// keeps nothing. Files with little-endian native 16-bit greyscale
+	// pixel data, in an fs.FS whose files implement io.ReaderAt (as
+	// os.DirFS's do), are never kept: LoadDir reads only their header
+	// (dicomio.ReadHeader) and Assemble reads each frame's bytes straight
+	// into the volume.
 	KeepBytes int64
 	// Workers is the number of files read and parsed at once; 0 means
 	// GOMAXPROCS.
@@ -27,7 +32,9 @@ type LoadOptions struct {
 	// file's pixel data as it parses it (one parse per file; native data
 	// costs nothing more, compressed data is decompressed once), keeping
 	// the result within KeepBytes for Assemble, and reports pixel data that
-	// cannot be decoded at once (WarnUndecodable).
+	// cannot be decoded at once (WarnUndecodable). Files read by header
+	// alone (see KeepBytes) are read so in both modes: once the header is
+	// accepted, their pixel data cannot fail to decode.
 	HeadersOnly bool
 }
 
@@ -51,8 +58,11 @@ type Collection struct {
 // multi-frame images without per-frame positions. Each series is split into
 // stacks of consistent geometry (see Series and Stack). Files are read and
 // parsed in parallel, each once; pixel data is decoded as it is parsed
-// unless opts.HeadersOnly (see LoadOptions), and compared between two
-// slices found at one position (duplicate detection).
+// unless opts.HeadersOnly (see LoadOptions), except that little-endian
+// native 16-bit greyscale files of an fs.FS with io.ReaderAt files are
+// read by header alone, their pixels read by Assemble; pixels are compared
+// between two slices found at one position (duplicate detection, which
+// reads them then).
 //
 // Errors are only those of walking fsys; unreadable files are Skipped.
 func LoadDir(fsys fs.FS, opts LoadOptions) (*Collection, error) {
@@ -176,8 +186,12 @@ type loaded struct {
 }
 
 // loadFile reads and parses one file, decoding its pixel data unless
-// headersOnly. keep reserves room for n bytes in memory.
+// headersOnly. keep reserves room for n bytes in memory. A file that
+// loadHeader can read is read by header alone.
 func loadFile(fsys fs.FS, p string, headersOnly bool, keep func(n int64) bool) loaded {
+	if l, ok := loadHeader(fsys, p); ok {
+		return l
+	}
 	data, err := fs.ReadFile(fsys, p)
 	if err != nil {
 		return loaded{skip: fmt.Sprintf("the file could not be read: %v", err)}
@@ -216,14 +230,59 @@ func loadFile(fsys fs.FS, p string, headersOnly bool, keep func(n int64) bool) l
 	return loaded{file: f, in: in}
 }
 
+// loadHeader reads one file by its header alone (dicomio.ReadHeader) when
+// fsys's file implements io.ReaderAt and its pixel data is little-endian
+// native greyscale in 16-bit containers with a valid bit layout, whose
+// decoding is then only a read. ok is false when the file must be read
+// whole instead (another form of pixel data, a deflated syntax, a read
+// error, which the whole read reports).
+func loadHeader(fsys fs.FS, p string) (l loaded, ok bool) {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return loaded{}, false
+	}
+	defer f.Close()
+	ra, isRA := f.(io.ReaderAt)
+	if !isRA {
+		return loaded{}, false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return loaded{}, false
+	}
+	in, loc, err := dicomio.ReadHeader(ra, fi.Size())
+	switch {
+	case dicomio.AsReject(err) != nil:
+		return loaded{skip: skipReason(err)}, true
+	case err != nil:
+		return loaded{}, false
+	case !directLayout(loc) || in.Rows == 0 || in.Columns == 0:
+		return loaded{}, false
+	}
+	return loaded{file: &fileData{fsys: fsys, path: p, loc: loc, photometric: in.PhotometricInterpretation}, in: in}, true
+}
+
+// directLayout reports a native pixel layout whose frames are read
+// straight into memory: one sample of a 16-bit little-endian container,
+// 1 ≤ BitsStored ≤ HighBit+1 ≤ 16, on a little-endian host.
+func directLayout(loc *dicomio.PixelLocation) bool {
+	return littleEndian && loc.Samples == 1 && loc.BitsAllocated == 16 && !loc.BigEndian &&
+		loc.BitsStored >= 1 && loc.BitsStored <= loc.HighBit+1 && loc.HighBit < 16 &&
+		loc.FrameSize == 2*int64(loc.Rows)*int64(loc.Columns)
+}
+
 // fileData is one file of the folder: where to read it and, when LoadDir
 // kept them, its bytes or decoded pixels, or the error decoding gave.
 type fileData struct {
 	fsys fs.FS
 	path string
-	data []byte          // nil when not kept
-	px   *dicomio.Pixels // decoded at load, nil when not kept
-	err  error           // decoding failed at load
+	loc  *dicomio.PixelLocation // read by header alone: where its frames are
+	// photometric is the Photometric Interpretation of a file read by
+	// header alone.
+	photometric string
+	data        []byte          // nil when not kept
+	px          *dicomio.Pixels // decoded at load, nil when not kept
+	err         error           // decoding failed at load
 }
 
 // decode returns the file's pixel data, reading and decoding it when
@@ -234,6 +293,9 @@ func (f *fileData) decode() (*dicomio.Pixels, error) {
 	}
 	if f.px != nil {
 		return f.px, f.check(f.px)
+	}
+	if f.loc != nil {
+		return f.readPixels()
 	}
 	data := f.data
 	if data == nil {
@@ -247,6 +309,51 @@ func (f *fileData) decode() (*dicomio.Pixels, error) {
 		return nil, err
 	}
 	return px, f.check(px)
+}
+
+// readPixels reads the native pixel data of a file read by header alone.
+func (f *fileData) readPixels() (*dicomio.Pixels, error) {
+	loc := f.loc
+	data := make([]byte, loc.Length)
+	h, err := f.open()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if err := f.readAt(h, data, loc.Offset); err != nil {
+		return nil, err
+	}
+	return &dicomio.Pixels{
+		Rows: loc.Rows, Columns: loc.Columns, Samples: loc.Samples, Frames: loc.Frames,
+		BitsAllocated: loc.BitsAllocated, BitsStored: loc.BitsStored, HighBit: loc.HighBit,
+		Signed: loc.Signed, Photometric: f.photometric, Data: data,
+	}, nil
+}
+
+// open opens the file again for reads at offsets.
+func (f *fileData) open() (fs.File, error) {
+	h, err := f.fsys.Open(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("%s could not be opened again: %w", f.path, err)
+	}
+	return h, nil
+}
+
+// readAt fills dst from h, the file opened again, at offset off; a file
+// that has become shorter is an error.
+func (f *fileData) readAt(h fs.File, dst []byte, off int64) error {
+	ra, ok := h.(io.ReaderAt)
+	if !ok {
+		return fmt.Errorf("%s can no longer be read at an offset", f.path)
+	}
+	n, err := ra.ReadAt(dst, off)
+	if n == len(dst) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("%s could not be read again (%d of %d pixel bytes at offset %d): %w", f.path, n, len(dst), off, err)
 }
 
 func (f *fileData) check(px *dicomio.Pixels) error {
