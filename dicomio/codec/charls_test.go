@@ -34,23 +34,11 @@ func TestCharLSRegistered(t *testing.T) {
 }
 
 func TestCharLSLossless(t *testing.T) {
-	cases := [][2]string{
-		{"transfer-syntaxes/In/7.dcm", "transfer-syntaxes/In/1.dcm"},
-		{"transfer-syntaxes/In/8.dcm", "transfer-syntaxes/In/1.dcm"},
-		{"robustness/emri_small_jpeg_ls_lossless.dcm", "robustness/emri_small.dcm"},
-	}
-	for _, n := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
-		cases = append(cases, [2]string{"wg04/JLSL/" + n + "_JLSL", "wg04/REF/" + n + "_UNC"})
-	}
-	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.jlsl", "*.dcm"))
-	if err != nil || len(names) != 28 {
-		t.Fatalf("ct-head-5mm.jlsl: %d files, %v", len(names), err)
-	}
-	for _, n := range names {
-		b := filepath.Base(n)
-		cases = append(cases, [2]string{"ct-head-5mm.jlsl/" + b, "ct-head-5mm/" + strings.TrimSuffix(b, ".dcm")})
-	}
-	for _, c := range cases {
+	for _, c := range cgoLosslessCases(t, "JLSL", "ct-head-5mm.jlsl",
+		[2]string{"transfer-syntaxes/In/7.dcm", "transfer-syntaxes/In/1.dcm"},
+		[2]string{"transfer-syntaxes/In/8.dcm", "transfer-syntaxes/In/1.dcm"},
+		[2]string{"robustness/emri_small_jpeg_ls_lossless.dcm", "robustness/emri_small.dcm"},
+	) {
 		t.Run(c[0], func(t *testing.T) { cgoCompareExact(t, c[0], c[1]) })
 	}
 }

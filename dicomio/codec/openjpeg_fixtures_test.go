@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/radtriage/radtriage/dicomio"
@@ -221,4 +222,25 @@ func cgoDecodePixelsEqual(t *testing.T, rel, ref string) {
 			t.Fatalf("%s sample %d = %d, %s has %d", rel, i, got[i], ref, want[i])
 		}
 	}
+}
+
+// cgoLosslessCases lists (encoded, reference) fixture pairs that must
+// decode to exactly the same pixels: extra, the six WG04 images of
+// wg04/{wg04Dir} against wg04/REF, and the 28 slices of ctDir (a
+// re-encoding of ct-head-5mm) against the native series.
+func cgoLosslessCases(t *testing.T, wg04Dir, ctDir string, extra ...[2]string) [][2]string {
+	t.Helper()
+	cases := extra
+	for _, n := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
+		cases = append(cases, [2]string{"wg04/" + wg04Dir + "/" + n + "_" + wg04Dir, "wg04/REF/" + n + "_UNC"})
+	}
+	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(t), ctDir, "*.dcm"))
+	if err != nil || len(names) != 28 {
+		t.Fatalf("%s: %d files, %v", ctDir, len(names), err)
+	}
+	for _, n := range names {
+		b := filepath.Base(n)
+		cases = append(cases, [2]string{ctDir + "/" + b, "ct-head-5mm/" + strings.TrimSuffix(b, ".dcm")})
+	}
+	return cases
 }

@@ -39,22 +39,10 @@ func TestOpenJPEGRegistered(t *testing.T) {
 }
 
 func TestOpenJPEGLossless(t *testing.T) {
-	cases := [][2]string{
-		{"transfer-syntaxes/In/9.dcm", "transfer-syntaxes/In/1.dcm"},
-		{"robustness/emri_small_jpeg_2k_lossless.dcm", "robustness/emri_small.dcm"},
-	}
-	for _, n := range []string{"CT1", "CT2", "MR1", "MR2", "MR3", "MR4"} {
-		cases = append(cases, [2]string{"wg04/J2KR/" + n + "_J2KR", "wg04/REF/" + n + "_UNC"})
-	}
-	names, err := filepath.Glob(filepath.Join(testenv.SharedDICOM(t), "ct-head-5mm.j2kr", "*.dcm"))
-	if err != nil || len(names) != 28 {
-		t.Fatalf("ct-head-5mm.j2kr: %d files, %v", len(names), err)
-	}
-	for _, n := range names {
-		b := filepath.Base(n)
-		cases = append(cases, [2]string{"ct-head-5mm.j2kr/" + b, "ct-head-5mm/" + strings.TrimSuffix(b, ".dcm")})
-	}
-	for _, c := range cases {
+	for _, c := range cgoLosslessCases(t, "J2KR", "ct-head-5mm.j2kr",
+		[2]string{"transfer-syntaxes/In/9.dcm", "transfer-syntaxes/In/1.dcm"},
+		[2]string{"robustness/emri_small_jpeg_2k_lossless.dcm", "robustness/emri_small.dcm"},
+	) {
 		t.Run(c[0], func(t *testing.T) { cgoCompareExact(t, c[0], c[1]) })
 	}
 }
