@@ -11,8 +11,9 @@ ARGS      ?=
 FUZZTIME  ?= 10s
 # Packages also tested under the race detector in `make test` (with -short:
 # tests that spawn processes or take minutes skip), the ones with goroutines
-# of their own: request handling, the store, the push client, serve.
-RACE_PKGS ?= ./api/... ./store/... ./cmd/...
+# of their own: request handling, the store, the push client, serve, the
+# worklist.
+RACE_PKGS ?= ./api/... ./store/... ./cmd/... ./worklist/...
 BENCH     ?= .
 BENCHTIME ?= 1s
 
@@ -37,7 +38,8 @@ help:
 	@echo 'make run          build, then bin/radtriage serve $$ARGS (SQLite + ./data, nothing to install)'
 	@echo 'make test         services, vet, unit tests, race tests ($$RACE_PKGS), short fuzzing'
 	@echo 'make bench        Go benchmarks ($$BENCH, $$BENCHTIME), ingest vs Orthanc (bench-ingest.md),'
-	@echo '                  codecs vs dcmtk (bench-codecs.md), volume vs dcm2niix (bench-volume.md)'
+	@echo '                  codecs vs dcmtk (bench-codecs.md), volume vs dcm2niix (bench-volume.md),'
+	@echo '                  worklist vs redis-benchmark (bench-worklist.md)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
@@ -70,6 +72,7 @@ bench: services
 	$(WITH_SERVICES) .ci/bench-ingest.sh bench-ingest.md
 	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/codecbench -shared ../shared/dicom -out bench-codecs.md
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/bench-volume.sh
+	$(WITH_SERVICES) .ci/bench-worklist.sh
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)

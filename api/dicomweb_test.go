@@ -729,7 +729,7 @@ func TestCORSAndHealth(t *testing.T) {
 	rec := do(t, h, "OPTIONS", "/dicomweb/studies", nil, "Origin", "https://viewer.example",
 		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type")
 	if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Origin") != "https://viewer.example" ||
-		!strings.Contains(rec.Header().Get("Access-Control-Allow-Methods"), "POST") {
+		!strings.Contains(rec.Header().Get("Access-Control-Allow-Methods"), "POST") || !strings.Contains(rec.Header().Get("Access-Control-Allow-Methods"), "DELETE") {
 		t.Errorf("preflight: %d %v", rec.Code, rec.Header())
 	}
 	if rec := do(t, h, "OPTIONS", "/dicomweb/studies", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "POST"); rec.Code != http.StatusForbidden {

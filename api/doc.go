@@ -1,6 +1,7 @@
 // Package api serves radtriage over HTTP with Gin: DICOMweb (STOW-RS,
-// QIDO-RS, WADO-RS) under /dicomweb, health (/healthz, /readyz), and, in
-// later issues, the worklist, findings, metrics and the web UI.
+// QIDO-RS, WADO-RS) under /dicomweb, the radiologist worklist under
+// /api/v1/worklist, health (/healthz, /readyz), and, in later issues,
+// findings, metrics and the web UI.
 //
 // Handlers hold no business logic: they decode the request, call the
 // store, and encode the answer. Errors map to HTTP status in one place
@@ -14,8 +15,17 @@
 //	GET  /dicomweb/studies/{study}/series, .../instances     QIDO-RS
 //	GET  /dicomweb/studies/{study}/series/{series}/instances QIDO-RS
 //	GET  /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]][/metadata]  WADO-RS
-//	GET  .../instances/{sop}/frames/{list}                   WADO-RS frames (native pixel data)
+//	GET  .../instances/{sop}/frames/{list}                   WADO-RS frames (uncompressed; compressed data decoded)
 //	GET  .../instances/{sop}/bulkdata/7FE00010               WADO-RS bulk data (Pixel Data)
+//
+// Worklist routes (worklist.go, worklist_sse.go; JSON, snake_case):
+//
+//	GET    /api/v1/worklist                       ordered items, filters, limit/cursor
+//	GET    /api/v1/worklist/events                Server-Sent Events, resumable (Last-Event-ID)
+//	GET    /api/v1/worklist/{study}               one item
+//	POST   /api/v1/worklist/{study}/claim|release|complete
+//	PUT    /api/v1/worklist/{study}/priority      manual override (tier or due, reason)
+//	DELETE /api/v1/worklist/{study}/priority      clear the override
 //
 // Every UID in a path is checked with dicomio.ValidateUID before it reaches
 // the store (400 otherwise); routing uses the escaped path, so "..%2F.."

@@ -10,6 +10,7 @@ import (
 
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/store"
+	"github.com/radtriage/radtriage/worklist"
 )
 
 // retryAfterSeconds is the Retry-After sent with 503 when the index
@@ -52,6 +53,16 @@ func statusOf(err error) int {
 		// this build cannot decode has no acceptable representation
 		// (PS3.18 §8.7.3.5 → 406).
 		return http.StatusNotAcceptable
+	case errors.Is(err, worklist.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, worklist.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, worklist.ErrConflict), errors.Is(err, worklist.ErrCompleted), errors.Is(err, worklist.ErrNotClaimed):
+		// Another user's live claim (the message names the holder and
+		// the lease end; also for release or complete by someone else),
+		// a study already done, a release of an unclaimed study: the
+		// request conflicts with the study's current state.
+		return http.StatusConflict
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/radtriage/radtriage/store"
+	"github.com/radtriage/radtriage/worklist"
 )
 
 // Config is what the HTTP layer needs from the command line.
@@ -25,6 +26,8 @@ type Config struct {
 	// MaxQueryResults caps one QIDO-RS answer (0: 10000). A query that
 	// matches more is cut and answered with a Warning header (PS3.18 §8.3.4.4).
 	MaxQueryResults int
+	// Worklist serves /api/v1/worklist; nil answers those routes with 503.
+	Worklist *worklist.Worklist
 }
 
 const defaultMaxQueryResults = 10000
@@ -81,6 +84,17 @@ func New(archive store.Archive, cfg Config) http.Handler {
 	d.GET("/studies/:study/series/:series/instances/:sop/metadata", s.metadata)
 	d.GET("/studies/:study/series/:series/instances/:sop/frames/:frames", s.frames)
 	d.GET("/studies/:study/series/:series/instances/:sop/bulkdata/:tag", s.bulkdata)
+
+	// Worklist (issue 4; worklist.go, worklist_sse.go).
+	wl := e.Group("/api/v1/worklist", s.needWorklist)
+	wl.GET("", s.worklistList)
+	wl.GET("/events", s.worklistEvents())
+	wl.GET("/:study", s.worklistGet)
+	wl.POST("/:study/claim", s.worklistChange(claimStudy))
+	wl.POST("/:study/release", s.worklistChange(releaseStudy))
+	wl.POST("/:study/complete", s.worklistChange(completeStudy))
+	wl.PUT("/:study/priority", s.worklistChange(setPriority))
+	wl.DELETE("/:study/priority", s.worklistChange(clearPriority))
 
 	e.NoRoute(s.noRoute)
 	return e
@@ -188,7 +202,7 @@ func (s *server) cors(c *gin.Context) {
 	}
 	h.Set("Access-Control-Expose-Headers", "Content-Type, Content-Location, Content-Length, Location, Warning, Retry-After")
 	if preflight {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
 		if req := c.GetHeader("Access-Control-Request-Headers"); req != "" {
 			h.Set("Access-Control-Allow-Headers", req)
 			h.Add("Vary", "Access-Control-Request-Headers")

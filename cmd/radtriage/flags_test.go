@@ -22,7 +22,7 @@ func testEnv(vars map[string]string) (*environ, *bytes.Buffer, *bytes.Buffer) {
 func TestParseServe(t *testing.T) {
 	defaults := serveConfig{
 		Addr: "127.0.0.1:8080", DataDir: "./data", Workers: 1, StableAge: 5 * time.Second,
-		MaxRequestSize: 4 << 30, MaxInstanceSize: 2 << 30, log: logConfig{"info", "text"},
+		MaxRequestSize: 4 << 30, MaxInstanceSize: 2 << 30, Worklist: defaultWorklistFlags, log: logConfig{"info", "text"},
 	}
 	tests := []struct {
 		name    string
@@ -40,7 +40,8 @@ func TestParseServe(t *testing.T) {
 			want: func(c *serveConfig) {
 				*c = serveConfig{Addr: ":9000", DataDir: "/srv/rt", DatabaseURL: "postgres://rt@db/rt?sslmode=disable",
 					RedisURL: "redis://cache:6379/0", Workers: 0, StableAge: 90 * time.Second, MaxRequestSize: 1_500_000_000,
-					MaxInstanceSize: 512 << 20, CORSOrigins: []string{"https://a.example", "http://b:3000"}, log: logConfig{"debug", "json"}}
+					MaxInstanceSize: 512 << 20, CORSOrigins: []string{"https://a.example", "http://b:3000"}, Worklist: defaultWorklistFlags,
+					log: logConfig{"debug", "json"}}
 			},
 		},
 		{

@@ -51,6 +51,7 @@ func commands() []command {
 		{"serve", "run the DICOMweb server", runServe},
 		{"migrate", "migrate the index database: up, down (one step) or version", runMigrate},
 		{"push", "send a folder of DICOM files to a STOW-RS server", runPush},
+		{"worklist", "rebuild the Redis worklist from the index database", runWorklist},
 		{"volume", "assemble a series of a folder into a NIfTI volume (.nii, .nii.gz)", runVolumeEnv},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},

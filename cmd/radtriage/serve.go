@@ -18,6 +18,7 @@ import (
 
 	"github.com/radtriage/radtriage/api"
 	"github.com/radtriage/radtriage/store"
+	"github.com/radtriage/radtriage/worklist"
 )
 
 // serveConfig is the configuration of radtriage serve.
@@ -31,6 +32,7 @@ type serveConfig struct {
 	MaxRequestSize  int64
 	MaxInstanceSize int64
 	CORSOrigins     []string
+	Worklist        worklistFlags
 	log             logConfig
 }
 
@@ -72,7 +74,7 @@ With no flags it runs on one machine with nothing installed: SQLite and blobs in
 postgres://… and --redis-url redis://… with a data dir on a shared volume.`, env)
 	fs.stringVar(&c.Addr, "addr", "HOST:PORT", "127.0.0.1:8080", "address to listen on (port 0: any free port)", checkAddr)
 	databaseFlags(fs, &c.DataDir, &c.DatabaseURL)
-	fs.stringVar(&c.RedisURL, "redis-url", "URL", "", `Redis for the worklist and job stream: "" for the embedded store, or redis://host:6379/0 (accepted and checked, not used yet: the job queue arrives with the pipeline issue)`, checkRedisURL)
+	c.Worklist.register(fs, &c.RedisURL, `Redis for the worklist (and, with the pipeline issue, the job stream): "" for the embedded in-process store (one process only, emptied at exit and rebuilt from the index at start), or redis://[:password@]host:6379/0`)
 	fs.intVar(&c.Workers, "workers", 1, 0, "in-process triage workers, 0 for none (not used yet: workers arrive with the pipeline issue)")
 	fs.durationVar(&c.StableAge, "stable-age", "5s", "a study with no new instance for this long is stable and goes to triage")
 	fs.sizeVar(&c.MaxRequestSize, "max-request-size", "4GiB", "largest STOW-RS request body (413 above); units B, KiB, MiB, GiB, KB, MB, GB")
@@ -211,17 +213,6 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// logNotifier hears stable studies and logs them; the pipeline issue
-// replaces it with the job queue.
-type logNotifier struct{ logger *slog.Logger }
-
-var _ store.StabilityNotifier = logNotifier{}
-
-func (n logNotifier) StudyStable(ctx context.Context, studyUID string, instances int) error {
-	n.logger.InfoContext(ctx, "study stable", "study", studyUID, "instances", instances)
-	return nil
-}
-
 func runServe(ctx context.Context, env *environ, args []string) error {
 	c, err := parseServe(env, args)
 	if err != nil {
@@ -249,10 +240,24 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 	}
 	defer db.Close()
 
+	rdb, closeRedis, err := connectRedis(ctx, c.RedisURL, logger)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	wl, err := worklist.New(rdb, c.Worklist.config(db))
+	if err != nil {
+		return fmt.Errorf("worklist: %w", err)
+	}
+	if _, err := rebuildIfEmpty(ctx, wl, db, logger); err != nil {
+		return err
+	}
+
 	handler := api.New(db, api.Config{
 		MaxRequestBytes:  c.MaxRequestSize,
 		MaxInstanceBytes: c.MaxInstanceSize,
 		CORSOrigins:      c.CORSOrigins,
+		Worklist:         wl,
 		Logger:           logger,
 	})
 	ln, err := net.Listen("tcp", c.Addr)
@@ -265,9 +270,6 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		"data_dir", dataDir, "version", version)
 	if c.DatabaseURL == "" {
 		logger.Warn("embedded default in use (SQLite index in the data dir): fine for one machine, not for production scale-out; set --database-url postgres://… and put --data-dir on a shared volume")
-	}
-	if c.RedisURL != "" {
-		logger.Info("--redis-url is accepted but not used yet; the job queue arrives with the pipeline issue")
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -285,10 +287,14 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		return srv.Shutdown(sctx)
 	})
 	g.Go(func() error {
-		err := db.WatchStability(gctx, logNotifier{logger}, stabilityInterval(c.StableAge))
+		err := db.WatchStability(gctx, worklistNotifier{db, wl, logger}, stabilityInterval(c.StableAge))
 		if err != nil && gctx.Err() == nil {
 			return fmt.Errorf("stability watcher: %w", err)
 		}
+		return nil
+	})
+	g.Go(func() error {
+		sweepLeases(gctx, wl, sweepInterval(c.Worklist.Lease), logger)
 		return nil
 	})
 	if ready != nil {
