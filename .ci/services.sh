@@ -218,7 +218,7 @@ esac
 
 mkdir -p "$cache"
 # The tools first: psql and redis-cli come with the servers' packages.
-apt_install postgresql redis-server orthanc orthanc-dicomweb dcmtk python3-pydicom || true
+apt_install postgresql redis-server redis-tools orthanc orthanc-dicomweb dcmtk python3-pydicom || true
 # Pixel codecs in C (cgo: JPEG 2000, JPEG-LS) and the volume reference
 # converter for the tests and benchmarks.
 apt_install gcc pkg-config libopenjp2-7-dev libcharls-dev dcm2niix libjpeg-turbo-progs libopenjp2-tools || true

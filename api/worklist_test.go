@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/radtriage/radtriage/internal/testenv"
 	"github.com/radtriage/radtriage/worklist"
 )
 
@@ -61,13 +62,7 @@ func forEachWorklistBackendWith(t *testing.T, opt func(*redis.Options), fn func(
 		opt = func(*redis.Options) {}
 	}
 	t.Run("redis", func(t *testing.T) {
-		u := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
-		if u == "" {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (required under CI=true)")
-			}
-			t.Skip("RADTRIAGE_TEST_REDIS_URL is not set")
-		}
+		u := testenv.RedisURL(t)
 		o, err := redis.ParseURL(u)
 		if err != nil {
 			t.Fatalf("RADTRIAGE_TEST_REDIS_URL: %v", err)

@@ -3,12 +3,13 @@ package worklist
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // The benchmarks run on the real redis-server (RADTRIAGE_TEST_REDIS_URL)
@@ -20,13 +21,7 @@ const benchStudies = 100_000
 
 func benchWorklist(b *testing.B) (*Worklist, *fakeClock) {
 	b.Helper()
-	url := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			b.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (required under CI=true)")
-		}
-		b.Skip("RADTRIAGE_TEST_REDIS_URL is not set")
-	}
+	url := testenv.RedisURL(b)
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		b.Fatal(err)

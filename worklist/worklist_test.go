@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // The conformance suite: every test below runs through forEachBackend,
@@ -67,13 +68,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func forEachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
 	t.Helper()
 	t.Run("redis", func(t *testing.T) {
-		url := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
-		if url == "" {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (required under CI=true)")
-			}
-			t.Skip("RADTRIAGE_TEST_REDIS_URL is not set")
-		}
+		url := testenv.RedisURL(t)
 		opt, err := redis.ParseURL(url)
 		if err != nil {
 			t.Fatalf("RADTRIAGE_TEST_REDIS_URL: %v", err)

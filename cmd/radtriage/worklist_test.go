@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/radtriage/radtriage/dicomio"
+	"github.com/radtriage/radtriage/internal/testenv"
 	"github.com/radtriage/radtriage/store"
 	"github.com/radtriage/radtriage/worklist"
 )
@@ -83,20 +84,6 @@ func TestParseServeWorklist(t *testing.T) {
 	}
 }
 
-// testRedisURL is the real Redis of the tests. Without one it skips, or
-// fails under CI=true.
-func testRedisURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (CI=true: a real Redis is required)")
-		}
-		t.Skip("RADTRIAGE_TEST_REDIS_URL is not set")
-	}
-	return u
-}
-
 // testPrefix returns a fresh key prefix on the Redis at u and deletes its
 // keys after the test.
 func testPrefix(t *testing.T, u string) string {
@@ -144,7 +131,7 @@ func redisTargets() []func(t *testing.T) redisTarget {
 			return redisTarget{name: "embedded", url: e.URL(), client: c, prefix: worklist.DefaultPrefix}
 		},
 		func(t *testing.T) redisTarget {
-			u := testRedisURL(t)
+			u := testenv.RedisURL(t)
 			opts, err := redis.ParseURL(u)
 			if err != nil {
 				t.Fatal(err)
@@ -205,7 +192,7 @@ var ich = worklist.Finding{Code: "ich", Name: "intracranial haemorrhage", Probab
 // real Redis: the worklist it builds holds the open studies with their
 // findings; a completed study does not come back.
 func TestWorklistRebuildCommand(t *testing.T) {
-	u := testRedisURL(t)
+	u := testenv.RedisURL(t)
 	prefix := testPrefix(t, u)
 	ctx := t.Context()
 	dataDir := t.TempDir()

@@ -21,20 +21,6 @@ import (
 	"github.com/radtriage/radtriage/worklist"
 )
 
-// realRedisURL returns RADTRIAGE_TEST_REDIS_URL: skipped when unset, a
-// failure under CI=true.
-func realRedisURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
-	if url == "" {
-		if testenv.CI() {
-			t.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (required under CI=true)")
-		}
-		t.Skip("RADTRIAGE_TEST_REDIS_URL is not set")
-	}
-	return url
-}
-
 func embeddedURL(t *testing.T) string {
 	t.Helper()
 	e, err := worklist.StartEmbedded(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -188,7 +174,7 @@ func TestRoundTrips(t *testing.T) {
 	for _, backend := range []struct {
 		name string
 		url  func(*testing.T) string
-	}{{"redis", realRedisURL}, {"embedded", embeddedURL}} {
+	}{{"redis", func(t *testing.T) string { return testenv.RedisURL(t) }}, {"embedded", embeddedURL}} {
 		t.Run(backend.name, func(t *testing.T) {
 			c := newClient(t, backend.url(t))
 			c.AddHook(countHook{})
@@ -248,7 +234,7 @@ func TestRoundTrips(t *testing.T) {
 }
 
 func TestDeleteByPrefix(t *testing.T) {
-	c := newClient(t, realRedisURL(t))
+	c := newClient(t, testenv.RedisURL(t))
 	ctx := context.Background()
 	base := testPrefix(t)
 	prefix := base + "a*[b]?\\:"       // glob characters must match literally
@@ -342,7 +328,7 @@ func TestRunRedis(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: runs redis-benchmark processes")
 	}
-	url := realRedisURL(t)
+	url := testenv.RedisURL(t)
 	rb := testenv.Tool(t, "redis-benchmark", "redis-tools")
 	report, prefix := runSmall(t, url, "-redis-benchmark", rb)
 	checkRows(t, report, opNames[:]...)

@@ -63,3 +63,17 @@ func Tool(tb testing.TB, name, pkg string) string {
 	}
 	return p
 }
+
+// RedisURL returns the URL of the real redis-server the tests use
+// (RADTRIAGE_TEST_REDIS_URL, which .ci/services.sh provides).
+func RedisURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("RADTRIAGE_TEST_REDIS_URL")
+	if u == "" {
+		if CI() {
+			tb.Fatal("RADTRIAGE_TEST_REDIS_URL is not set (a real Redis is required under CI=true)")
+		}
+		tb.Skip("skipping: RADTRIAGE_TEST_REDIS_URL is not set")
+	}
+	return u
+}
