@@ -23,19 +23,8 @@ func TestServePush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var logs syncBuffer
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, &logs, ready) }()
-	var addr net.Addr
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	base := "http://" + addr.String()
+	srv := startServe(t, c)
+	ctx, base, logs := t.Context(), srv.base, srv.logs
 
 	resp, err := http.Get(base + "/healthz")
 	if err != nil {
@@ -61,14 +50,8 @@ func TestServePush(t *testing.T) {
 	for !strings.Contains(logs.String(), "instances=28") && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v after cancel", err)
-		}
-	case <-time.After(shutdownGrace):
-		t.Fatal("serve did not stop")
+	if err := srv.stop(t); err != nil {
+		t.Fatalf("serve returned %v after cancel", err)
 	}
 	out := logs.String()
 	for _, want := range []string{"radtriage serving", "database=sqlite", "not for production", "study stable", "instances=28", "stopped"} {
@@ -118,4 +101,44 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// runningServe is a serve started by startServe.
+type runningServe struct {
+	base   string // http://host:port
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startServe runs serve with c (until stop, or the end of the test) and
+// returns once it listens; it fails the test when serve returns first.
+func startServe(t *testing.T, c *serveConfig) *runningServe {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	s := &runningServe{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan net.Addr, 1)
+	go func() { s.done <- serve(ctx, c, s.logs, ready) }()
+	select {
+	case addr := <-ready:
+		s.base = "http://" + addr.String()
+	case err := <-s.done:
+		t.Fatalf("serve: %v\n%s", err, s.logs.String())
+	}
+	return s
+}
+
+// stop cancels serve and returns what it returned; it fails the test when
+// serve takes longer than its shutdown grace.
+func (s *runningServe) stop(t *testing.T) error {
+	t.Helper()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(shutdownGrace):
+		t.Fatal("serve did not stop")
+		return nil
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -308,21 +307,11 @@ func TestServeWorklist(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ctx, cancel := context.WithCancel(t.Context())
-				var logs syncBuffer
-				ready := make(chan net.Addr, 1)
-				done := make(chan error, 1)
-				go func() { done <- serve(ctx, c, &logs, ready) }()
-				select {
-				case <-ready:
-				case err := <-done:
-					t.Fatalf("serve: %v\n%s", err, logs.String())
-				}
-				cancel()
-				if err := <-done; err != nil {
+				srv := startServe(t, c)
+				if err := srv.stop(t); err != nil {
 					t.Fatalf("serve returned %v after cancel", err)
 				}
-				return logs.String()
+				return srv.logs.String()
 			}
 			logs := start(t)
 			if !strings.Contains(logs, "worklist was empty: rebuilt from the store") || !strings.Contains(logs, "studies=2") {
@@ -479,19 +468,9 @@ func TestServeWorklistEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var logs syncBuffer
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, &logs, ready) }()
-	var addr net.Addr
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	base := "http://" + addr.String()
+	ctx := t.Context()
+	srv := startServe(t, c)
+	base, logs := srv.base, srv.logs
 	if err := push(ctx, &pushConfig{Dir: ctHead, URL: base + "/dicomweb", Concurrency: 2, BatchSize: 4 << 20, Retries: 1}, io.Discard, io.Discard); err != nil {
 		t.Fatalf("push: %v", err)
 	}
@@ -556,8 +535,7 @@ func TestServeWorklistEndToEnd(t *testing.T) {
 	}
 
 	post("complete")
-	cancel()
-	if err := <-done; err != nil {
+	if err := srv.stop(t); err != nil {
 		t.Fatalf("serve returned %v", err)
 	}
 
@@ -572,19 +550,10 @@ func TestServeWorklistEndToEnd(t *testing.T) {
 	if err != nil || open {
 		t.Fatalf("study after completion through the API: open=%v %v", open, err)
 	}
-	ctx, cancel = context.WithCancel(t.Context())
-	defer cancel()
-	logs = syncBuffer{}
-	go func() { done <- serve(ctx, c, &logs, ready) }()
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	base = "http://" + addr.String()
+	srv = startServe(t, c)
+	base = srv.base
 	if p := list(); len(p.Items) != 0 {
 		t.Errorf("completed study back on the worklist after a restart: %+v", p)
 	}
-	cancel()
-	<-done
+	srv.stop(t)
 }
