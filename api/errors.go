@@ -63,7 +63,7 @@ func statusOf(err error) int {
 		// a study already done, a release of an unclaimed study: the
 		// request conflicts with the study's current state.
 		return http.StatusConflict
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, worklist.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
 		return 499 // client went away; nobody reads the answer

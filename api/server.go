@@ -109,6 +109,14 @@ func (s *server) readyz(c *gin.Context) {
 		c.String(http.StatusServiceUnavailable, "index database unavailable\n")
 		return
 	}
+	if s.cfg.Worklist != nil {
+		if err := s.cfg.Worklist.Ping(ctx); err != nil {
+			s.log.WarnContext(ctx, "not ready", "err", err)
+			c.Header("Retry-After", retryAfterSeconds)
+			c.String(http.StatusServiceUnavailable, "worklist Redis unavailable\n")
+			return
+		}
+	}
 	c.String(http.StatusOK, "ok\n")
 }
 

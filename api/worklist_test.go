@@ -244,6 +244,41 @@ func TestWorklistNotConfigured(t *testing.T) {
 	}
 }
 
+// TestWorklistRedisDown: with its Redis gone (the embedded store closed),
+// the worklist routes and /readyz answer 503 with Retry-After, never 500.
+func TestWorklistRedisDown(t *testing.T) {
+	e, err := worklist.StartEmbedded(quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := redis.ParseURL(e.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(o)
+	defer c.Close()
+	wl, err := worklist.New(c, worklist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(openSQLite(t), Config{Worklist: wl, Logger: quietLogger()})
+	if rec := do(t, h, http.MethodGet, "/readyz", nil); rec.Code != http.StatusOK {
+		t.Fatalf("readyz with Redis up: %d %s", rec.Code, rec.Body)
+	}
+	e.Close()
+	for _, r := range []struct{ method, target string }{
+		{http.MethodGet, "/readyz"},
+		{http.MethodGet, "/api/v1/worklist"},
+		{http.MethodGet, "/api/v1/worklist/" + uidHead},
+		{http.MethodPost, "/api/v1/worklist/" + uidHead + "/claim"},
+	} {
+		rec := do(t, h, r.method, r.target, nil, userHeader, "alice")
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s %s with Redis down: %d %q, want 503 with Retry-After", r.method, r.target, rec.Code, rec.Body)
+		}
+	}
+}
+
 func TestWorklistList(t *testing.T) {
 	forEachWorklistBackend(t, func(t *testing.T, env *wlEnv) {
 		ctx := context.Background()

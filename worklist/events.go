@@ -66,7 +66,7 @@ func (w *Worklist) Events(ctx context.Context, afterID string, count int, block 
 		var err error
 		msgs, err = w.c.XRangeN(ctx, w.events, start, "+", int64(count)).Result()
 		if err != nil {
-			return nil, fmt.Errorf("worklist: events after %q: %w", afterID, err)
+			return nil, fmt.Errorf("worklist: events after %q: %w", afterID, redisErr(err))
 		}
 	} else {
 		if block < time.Millisecond {
@@ -77,7 +77,7 @@ func (w *Worklist) Events(ctx context.Context, afterID string, count int, block 
 			return nil, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("worklist: events after %q: %w", afterID, err)
+			return nil, fmt.Errorf("worklist: events after %q: %w", afterID, redisErr(err))
 		}
 		for _, s := range res {
 			msgs = append(msgs, s.Messages...)

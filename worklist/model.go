@@ -261,6 +261,9 @@ var (
 	ErrCompleted  = errors.New("worklist: study already completed")
 	ErrNotClaimed = errors.New("worklist: study is not claimed")
 	ErrInvalid    = errors.New("worklist: invalid input")
+	// ErrUnavailable: Redis cannot be reached right now; nothing changed
+	// that the caller was told about, and the call may be retried.
+	ErrUnavailable = errors.New("worklist: Redis unavailable")
 )
 
 // ClaimConflictError is returned when a study is claimed by another user

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -181,13 +184,44 @@ func fromMS(s string) time.Time {
 	return time.UnixMilli(n).UTC()
 }
 
+// Ping checks that Redis answers (for readiness probes); an error wraps
+// ErrUnavailable.
+func (w *Worklist) Ping(ctx context.Context) error {
+	if err := w.c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("worklist: ping: %w", redisErr(err))
+	}
+	return nil
+}
+
+// redisErr marks an error that says Redis cannot be reached (a network
+// error, a closed or exhausted connection pool) with ErrUnavailable, so
+// that callers can answer "try again later"; a reply from Redis (a script
+// error) is returned as it is.
+func redisErr(err error) error {
+	var ne net.Error
+	var re redis.Error
+	switch {
+	case err == nil || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &re) && !strings.HasPrefix(re.Error(), "LOADING"):
+		return err
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case errors.As(err, &re): // LOADING: Redis is starting
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
 // run executes a mutation script on study uid as user by, with extra ARGV
 // after the common ones.
 func (w *Worklist) run(ctx context.Context, s *redis.Script, uid, by string, quiet bool, extra ...any) (*Item, string, error) {
 	args := w.args(by, quiet, extra...)
 	res, err := s.Run(ctx, w.c, w.keys(uid), args...).Result()
 	if err != nil {
-		return nil, "", fmt.Errorf("worklist: study %s: %w", uid, err)
+		return nil, "", fmt.Errorf("worklist: study %s: %w", uid, redisErr(err))
 	}
 	return w.decodeReply(uid, res)
 }
@@ -223,7 +257,7 @@ func (w *Worklist) decodeReply(uid string, res any) (*Item, string, error) {
 		id, _ := arr[1].(string)
 		it, err := w.itemFromFlat(arr[2])
 		if err != nil {
-			return nil, "", fmt.Errorf("worklist: study %s: %w", uid, err)
+			return nil, "", fmt.Errorf("worklist: study %s: %w", uid, redisErr(err))
 		}
 		return it, id, nil
 	case "NOTFOUND":
@@ -551,14 +585,14 @@ func (w *Worklist) Get(ctx context.Context, studyUID string) (*Item, error) {
 	}
 	m, err := w.c.HGetAll(ctx, w.item+studyUID).Result()
 	if err != nil {
-		return nil, fmt.Errorf("worklist: get %s: %w", studyUID, err)
+		return nil, fmt.Errorf("worklist: get %s: %w", studyUID, redisErr(err))
 	}
 	if len(m) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, studyUID)
 	}
 	it, err := w.itemFromMap(m)
 	if err != nil {
-		return nil, fmt.Errorf("worklist: get %s: %w", studyUID, err)
+		return nil, fmt.Errorf("worklist: get %s: %w", studyUID, redisErr(err))
 	}
 	return it, nil
 }
@@ -613,7 +647,7 @@ func (w *Worklist) List(ctx context.Context, f Filter) ([]Item, string, error) {
 		strings.ToUpper(strings.TrimSpace(f.Modality)), strings.ToUpper(strings.TrimSpace(f.BodyPart)),
 		string(f.Tier), status, w.listBudget).Result()
 	if err != nil {
-		return nil, "", fmt.Errorf("worklist: list: %w", err)
+		return nil, "", fmt.Errorf("worklist: list: %w", redisErr(err))
 	}
 	arr, ok := res.([]any)
 	if !ok || len(arr) != 3 {
@@ -629,7 +663,7 @@ func (w *Worklist) List(ctx context.Context, f Filter) ([]Item, string, error) {
 			cmds[i] = pipe.HGetAll(ctx, w.item+s)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, "", fmt.Errorf("worklist: list: %w", err)
+			return nil, "", fmt.Errorf("worklist: list: %w", redisErr(err))
 		}
 		for _, c := range cmds {
 			m := c.Val()
@@ -638,7 +672,7 @@ func (w *Worklist) List(ctx context.Context, f Filter) ([]Item, string, error) {
 			}
 			it, err := w.itemFromMap(m)
 			if err != nil {
-				return nil, "", fmt.Errorf("worklist: list: %w", err)
+				return nil, "", fmt.Errorf("worklist: list: %w", redisErr(err))
 			}
 			if f.Status == StatusDone && it.Status != StatusDone || f.Status != StatusDone && it.Status == StatusDone {
 				continue // completed between the two round trips
@@ -669,7 +703,7 @@ func (w *Worklist) ExpireLeases(ctx context.Context) (int, error) {
 		res, err := expireScript.Run(ctx, w.c, []string{w.item, w.queue, w.claims, w.done, w.events},
 			w.args("system", false, w.cfg.DoneRetention.Milliseconds(), batch)...).Int64Slice()
 		if err != nil {
-			return total, fmt.Errorf("worklist: expire leases: %w", err)
+			return total, fmt.Errorf("worklist: expire leases: %w", redisErr(err))
 		}
 		if len(res) != 3 {
 			return total, fmt.Errorf("worklist: expire leases: unexpected reply %v", res)
@@ -686,7 +720,7 @@ func (w *Worklist) ExpireLeases(ctx context.Context) (int, error) {
 func (w *Worklist) Empty(ctx context.Context) (bool, error) {
 	n, err := w.c.Exists(ctx, w.queue).Result()
 	if err != nil {
-		return false, fmt.Errorf("worklist: empty: %w", err)
+		return false, fmt.Errorf("worklist: empty: %w", redisErr(err))
 	}
 	return n == 0, nil
 }
