@@ -431,10 +431,28 @@ func writeNIfTIStored(f *os.File, v *Volume, opts NIfTIOptions) error {
 	if _, err := f.Write(hdr[:]); err != nil {
 		return err
 	}
+	_, _, _, err := writeSlices(f, v, 1<<20, func(b []byte, s0, s1 int) (float64, float64, bool) {
+		niftiStoredRows(b, v, !opts.KeepRowOrder, s0, s1)
+		return 0, 0, true
+	})
+	return err
+}
+
+// writeSlices writes the volume's voxels as 16-bit values to w, a few
+// slices at a time (about pieceBytes): convert fills b with slices s0 to
+// s1 (over k and t) while the previous piece is written, and reports the
+// range of the stored integers and whether they are exact. The first
+// piece that is not exact stops the writing (ok false).
+func writeSlices(w io.Writer, v *Volume, pieceBytes int, convert func(b []byte, s0, s1 int) (lo, hi float64, ok bool)) (lo, hi float64, ok bool, err error) {
 	plane := v.Size[0] * v.Size[1]
 	nslices := v.Size[2] * v.Size[3]
-	per := max(1, (1<<20)/(2*plane)) // slices per piece: about 1 MiB
-	pieces := make(chan []byte, 1)
+	per := max(1, pieceBytes/(2*plane))
+	type piece struct {
+		b      []byte
+		lo, hi float64
+		ok     bool
+	}
+	pieces := make(chan piece, 1)
 	free := make(chan []byte, 2)
 	free <- make([]byte, 2*plane*per)
 	free <- make([]byte, 2*plane*per)
@@ -451,21 +469,26 @@ func writeNIfTIStored(f *os.File, v *Volume, opts NIfTIOptions) error {
 			}
 			s1 := min(s+per, nslices)
 			b = b[:2*plane*(s1-s)]
-			niftiStoredRows(b, v, !opts.KeepRowOrder, s, s1)
+			lo, hi, ok := convert(b, s, s1)
 			select {
-			case pieces <- b:
+			case pieces <- piece{b, lo, hi, ok}:
 			case <-stop:
 				return
 			}
 		}
 	}()
-	for b := range pieces {
-		if _, err := f.Write(b); err != nil {
-			return err
+	lo, hi, ok = math.Inf(1), math.Inf(-1), true
+	for p := range pieces {
+		lo, hi, ok = min(lo, p.lo), max(hi, p.hi), ok && p.ok
+		if !ok {
+			break
 		}
-		free <- b
+		if _, err := w.Write(p.b); err != nil {
+			return lo, hi, false, err
+		}
+		free <- p.b
 	}
-	return nil
+	return lo, hi, ok, nil
 }
 
 // niftiCheckVolume refuses a volume whose fields cannot make a NIfTI file.
@@ -1016,50 +1039,12 @@ func writeNIfTIStream(f *os.File, v *Volume, opts NIfTIOptions) error {
 	if _, err := f.Write(zero[:]); err != nil {
 		return err
 	}
-	plane := v.Size[0] * v.Size[1]
-	nslices := v.Size[2] * v.Size[3]
-	per := max(1, (1<<21)/(2*plane)) // slices per piece: about 2 MiB
-	type piece struct {
-		b      []byte
-		lo, hi float64
-		ok     bool
-	}
-	pieces := make(chan piece, 1)
-	free := make(chan []byte, 2)
-	free <- make([]byte, 2*plane*per)
-	free <- make([]byte, 2*plane*per)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(pieces)
-		for s := 0; s < nslices; s += per {
-			var b []byte
-			select {
-			case b = <-free:
-			case <-stop:
-				return
-			}
-			s1 := min(s+per, nslices)
-			b = b[:2*plane*(s1-s)]
-			e := niftiEncoder{v: v, flip: !opts.KeepRowOrder, s0: s, s1: s1}
-			lo, hi, ok := e.stored16(b, q)
-			select {
-			case pieces <- piece{b, lo, hi, ok}:
-			case <-stop:
-				return
-			}
-		}
-	}()
-	lo, hi, ok := math.Inf(1), math.Inf(-1), true
-	for p := range pieces {
-		lo, hi, ok = min(lo, p.lo), max(hi, p.hi), ok && p.ok
-		if !ok {
-			break
-		}
-		if _, err := f.Write(p.b); err != nil {
-			return err
-		}
-		free <- p.b
+	lo, hi, ok, err := writeSlices(f, v, 1<<21, func(b []byte, s0, s1 int) (float64, float64, bool) {
+		e := niftiEncoder{v: v, flip: !opts.KeepRowOrder, s0: s0, s1: s1}
+		return e.stored16(b, q)
+	})
+	if err != nil {
+		return err
 	}
 	h := niftiHeaderFor(v, opts)
 	switch {
@@ -1080,7 +1065,7 @@ func writeNIfTIStream(f *os.File, v *Volume, opts NIfTIOptions) error {
 	h.Bitpix = 16
 	h.SclSlope, h.SclInter = float32(v.Slope), float32(v.Intercept)
 	h.encode(zero[:])
-	_, err := f.WriteAt(zero[:], 0)
+	_, err = f.WriteAt(zero[:], 0)
 	return err
 }
 
