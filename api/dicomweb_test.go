@@ -21,6 +21,7 @@ import (
 
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/dicomio/codec"
+	"github.com/radtriage/radtriage/internal/testenv"
 	"github.com/radtriage/radtriage/store"
 )
 
@@ -487,7 +488,7 @@ func testMixedFixtures(t *testing.T, b backend) {
 			}
 		}
 		if r, ok := failedPart[i+1]; ok && testing.Verbose() {
-			t.Logf("refused %s: %s", strings.TrimPrefix(p.name, fixtures+"/"), r)
+			t.Logf("refused %s: %s", strings.TrimPrefix(p.name, testenv.SharedDICOM(t)+"/"), r)
 		}
 	}
 	t.Logf("mixed STOW: %d parts, %d stored, %d refused in %v", len(parts), len(refs), len(failed), time.Since(start))
@@ -503,7 +504,7 @@ func testMixedFixtures(t *testing.T, b backend) {
 		ref := refs[ri]
 		ri++
 		path := localPath(t, ref.str("00081190"))
-		name := strings.TrimPrefix(p.name, fixtures+"/")
+		name := strings.TrimPrefix(p.name, testenv.SharedDICOM(t)+"/")
 		rec := do(t, h, "GET", path, nil)
 		_, bodies, _ := readMultipart(t, rec, dicomio.MediaTypeDICOM)
 		if _, warned := ref["00081196"]; !warned && (len(bodies) != 1 || !bytes.Equal(bodies[0], p.body)) {

@@ -21,22 +21,14 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/radtriage/radtriage/dicomio"
+	"github.com/radtriage/radtriage/internal/testenv"
 	"github.com/radtriage/radtriage/store"
 )
 
-// fixtures is ../shared/dicom seen from package api.
-const fixtures = "../../shared/dicom"
-
+// fixtureDir is the folder sub of ../shared/dicom.
 func fixtureDir(t *testing.T, sub string) string {
 	t.Helper()
-	dir := filepath.Join(fixtures, sub)
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing under CI: %v", err)
-		}
-		t.Skipf("fixtures %s absent: %v", dir, err)
-	}
-	return dir
+	return filepath.Join(testenv.SharedDICOM(t), sub)
 }
 
 // backend opens a fresh archive.

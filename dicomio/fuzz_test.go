@@ -9,13 +9,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // fuzzSeeds are small files from ../shared/dicom (when present) and
 // synthetic instances that reach every branch of the structural pass.
 func fuzzSeeds(f *testing.F) {
 	f.Helper()
-	if root, err := findShared(); err == nil {
+	if root, err := testenv.FindSharedDICOM(); err == nil {
 		for _, rel := range []string{
 			"robustness/MR_small.dcm", "robustness/MR_small_implicit.dcm", "robustness/MR_small_bigendian.dcm",
 			"robustness/MR_small_RLE.dcm", "robustness/image_dfl.dcm", "robustness/SC_rgb_jpeg_dcmtk.dcm",
@@ -33,25 +35,6 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(part10(uidExplicitVRLittleEndian, ele(0x00080005, "UN", []byte("ISO_IR 100")), identity()))
 	f.Add(identity())
 	f.Add([]byte{})
-}
-
-// findShared is sharedDICOM without skipping.
-func findShared() (string, error) {
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "..", "shared", "dicom")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
-	}
 }
 
 // FuzzReadInstance checks that no input makes ReadInstance, the JSON

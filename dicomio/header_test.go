@@ -241,7 +241,7 @@ func TestReadHeaderLengthMismatch(t *testing.T) {
 // Instance and a location of the bytes NativeFrames gives.
 func FuzzReadHeader(f *testing.F) {
 	fuzzSeeds(f)
-	if root, err := findShared(); err == nil {
+	if root, err := testenv.FindSharedDICOM(); err == nil {
 		if b, err := os.ReadFile(filepath.Join(root, "ct-head-5mm", "I10")); err == nil {
 			f.Add(b)
 		}

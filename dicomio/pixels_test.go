@@ -692,7 +692,7 @@ func TestDecodeUnsupported(t *testing.T) {
 }
 
 func FuzzDecodePixels(f *testing.F) {
-	if root, err := findShared(); err == nil {
+	if root, err := testenv.FindSharedDICOM(); err == nil {
 		for _, rel := range []string{
 			"robustness/MR_small_RLE.dcm", "robustness/MR_small_bigendian.dcm", "robustness/color-pl.dcm",
 			"robustness/ExplVR_BigEnd.dcm", "robustness/liver_1frame.dcm", "robustness/image_dfl.dcm",

@@ -589,7 +589,7 @@ func FuzzJPEGLossless(f *testing.F) {
 	}
 	// Real encoders' headers and tables, cut to the first 4 lines (the
 	// fixtures' full frames make the fuzzer's minimisation crawl).
-	if dir, err := filepath.Abs("../../../shared/dicom"); err == nil {
+	if dir, err := testenv.FindSharedDICOM(); err == nil {
 		for _, rel := range []string{"ct-head-5mm.jpll/I100.dcm", "robustness/JPGLosslessP14SV1_1s_1f_8b.dcm", "wg04/JPLL/MR1_JPLL", "robustness/JPEG-LL.dcm"} {
 			if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
 				continue

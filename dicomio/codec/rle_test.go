@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/radtriage/radtriage/internal/testenv"
 )
 
 // rlePackBits encodes src as a PackBits segment (PS3.5 G.3.1): runs of 3 or
@@ -198,23 +200,14 @@ func TestDecodeRLECorrupt(t *testing.T) {
 // with undefined length, an empty Basic Offset Table item, one fragment.
 func rleFixtureFrames(tb testing.TB) [][]byte {
 	tb.Helper()
-	dir := ""
-	for d, _ := filepath.Abs("."); ; d = filepath.Dir(d) {
-		p := filepath.Join(d, "..", "shared", "dicom", "ct-head-5mm.rle")
-		if _, err := os.Stat(p); err == nil {
-			dir = p
-			break
-		}
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	if dir == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal("../shared/dicom not found (required under CI=true)")
+	shared, err := testenv.FindSharedDICOM()
+	if err != nil {
+		if testenv.CI() {
+			tb.Fatalf("%v (required under CI=true)", err)
 		}
 		return nil
 	}
+	dir := filepath.Join(shared, "ct-head-5mm.rle")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		tb.Fatal(err)

@@ -6,6 +6,8 @@
 package testenv
 
 import (
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,27 +17,37 @@ import (
 // CI reports a run under CI=true.
 func CI() bool { return os.Getenv("CI") == "true" }
 
-// SharedDICOM returns the path of ../shared/dicom (beside the repository
-// root), looking upwards from the test's package directory.
-func SharedDICOM(tb testing.TB) string {
-	tb.Helper()
+// FindSharedDICOM returns the path of ../shared/dicom (beside the
+// repository root), looking upwards from the current directory, or an
+// error wrapping fs.ErrNotExist; for fuzz seeds, which must not skip.
+func FindSharedDICOM() (string, error) {
 	dir, err := filepath.Abs(".")
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	for {
 		p := filepath.Join(dir, "..", "shared", "dicom")
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
+			return p, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			break
+			return "", fmt.Errorf("../shared/dicom: %w", fs.ErrNotExist)
 		}
 		dir = parent
 	}
+}
+
+// SharedDICOM returns the path of ../shared/dicom (beside the repository
+// root), looking upwards from the test's package directory.
+func SharedDICOM(tb testing.TB) string {
+	tb.Helper()
+	p, err := FindSharedDICOM()
+	if err == nil {
+		return p
+	}
 	if CI() {
-		tb.Fatal("../shared/dicom not found (required under CI=true)")
+		tb.Fatalf("%v (required under CI=true)", err)
 	}
 	tb.Skip("skipping: DICOM fixtures ../shared/dicom not found next to the repository")
 	return ""
