@@ -107,7 +107,11 @@ func deflated(ds []byte) []byte {
 
 // encapsulatedPixels is undefined-length Pixel Data with an empty offset
 // table and the given fragments.
-func encapsulatedPixels(frags ...[]byte) []byte {
+func encapsulatedPixels(frags ...[]byte) []byte { return encapsulatedTable(nil, frags...) }
+
+// encapsulatedTable is undefined-length Pixel Data with the given Basic
+// Offset Table value and fragments.
+func encapsulatedTable(bot []byte, frags ...[]byte) []byte {
 	b := rawHeader(0x7FE00010, "OB", undefinedLength)
 	item := func(v []byte) {
 		b = binary.LittleEndian.AppendUint16(b, 0xFFFE)
@@ -115,7 +119,7 @@ func encapsulatedPixels(frags ...[]byte) []byte {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
 		b = append(b, v...)
 	}
-	item(nil)
+	item(bot)
 	for _, f := range frags {
 		item(f)
 	}

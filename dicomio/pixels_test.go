@@ -537,25 +537,6 @@ func TestInt32Float32(t *testing.T) {
 
 // --- hostile input ---
 
-// encapsulatedTable is undefined-length Pixel Data with the given Basic
-// Offset Table value and fragments.
-func encapsulatedTable(bot []byte, frags ...[]byte) []byte {
-	b := rawHeader(0x7FE00010, "OB", undefinedLength)
-	item := func(v []byte) {
-		b = binary.LittleEndian.AppendUint16(b, 0xFFFE)
-		b = binary.LittleEndian.AppendUint16(b, 0xE000)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-		b = append(b, v...)
-	}
-	item(bot)
-	for _, f := range frags {
-		item(f)
-	}
-	b = binary.LittleEndian.AppendUint16(b, 0xFFFE)
-	b = binary.LittleEndian.AppendUint16(b, 0xE0DD)
-	return binary.LittleEndian.AppendUint32(b, 0)
-}
-
 // rleLiteral encodes an 8-bit single-sample RLE frame with literal runs
 // only.
 func rleLiteral(px []byte) []byte {

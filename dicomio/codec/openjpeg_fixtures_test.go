@@ -5,6 +5,7 @@ package codec_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -243,4 +244,29 @@ func cgoLosslessCases(t *testing.T, wg04Dir, ctDir string, extra ...[2]string) [
 		cases = append(cases, [2]string{ctDir + "/" + b, "ct-head-5mm/" + strings.TrimSuffix(b, ".dcm")})
 	}
 	return cases
+}
+
+// cgoFrameMismatch checks that decode refuses src, a valid stream for f,
+// with ErrCorrupt when the Frame it must fill differs from the stream:
+// fewer rows, more columns, three samples, an 8-bit container.
+func cgoFrameMismatch(t *testing.T, decode codec.DecodeFunc, src []byte, f codec.Frame) {
+	t.Helper()
+	bad := map[string]codec.Frame{}
+	g := f
+	g.Rows--
+	bad["rows"] = g
+	g = f
+	g.Columns *= 2
+	bad["columns"] = g
+	g = f
+	g.Samples = 3
+	bad["samples"] = g
+	g = f
+	g.BitsAllocated, g.BitsStored = 8, 8
+	bad["8-bit container"] = g
+	for name, g := range bad {
+		if err := decode(make([]byte, g.Size()), src, g); !errors.Is(err, codec.ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
 }
