@@ -21,7 +21,7 @@ func testEnv(vars map[string]string) (*environ, *bytes.Buffer, *bytes.Buffer) {
 
 func TestParseServe(t *testing.T) {
 	defaults := serveConfig{
-		Addr: "127.0.0.1:8080", DataDir: "./data", Workers: 1, StableAge: 5 * time.Second,
+		Addr: "127.0.0.1:8080", DataDir: "./data", Workers: 1, Backend: "auto", StableAge: 5 * time.Second,
 		MaxRequestSize: 4 << 30, MaxInstanceSize: 2 << 30, Worklist: defaultWorklistFlags, log: logConfig{"info", "text"},
 	}
 	tests := []struct {
@@ -39,7 +39,7 @@ func TestParseServe(t *testing.T) {
 				"--max-instance-size", "512MiB", "--cors-origins", "https://a.example, http://b:3000/", "--log-level", "debug", "--log-format", "json"},
 			want: func(c *serveConfig) {
 				*c = serveConfig{Addr: ":9000", DataDir: "/srv/rt", DatabaseURL: "postgres://rt@db/rt?sslmode=disable",
-					RedisURL: "redis://cache:6379/0", Workers: 0, StableAge: 90 * time.Second, MaxRequestSize: 1_500_000_000,
+					RedisURL: "redis://cache:6379/0", Workers: 0, Backend: "auto", StableAge: 90 * time.Second, MaxRequestSize: 1_500_000_000,
 					MaxInstanceSize: 512 << 20, CORSOrigins: []string{"https://a.example", "http://b:3000"}, Worklist: defaultWorklistFlags,
 					log: logConfig{"debug", "json"}}
 			},
@@ -66,6 +66,8 @@ func TestParseServe(t *testing.T) {
 		{name: "zero size", env: map[string]string{"RADTRIAGE_MAX_INSTANCE_SIZE": "0"}, wantErr: `invalid RADTRIAGE_MAX_INSTANCE_SIZE "0": must be positive`},
 		{name: "instance above request", env: map[string]string{"RADTRIAGE_MAX_REQUEST_SIZE": "1GiB"},
 			wantErr: `invalid --max-instance-size (default) "2GiB": larger than RADTRIAGE_MAX_REQUEST_SIZE "1GiB"`},
+		{name: "backend", env: map[string]string{"RADTRIAGE_BACKEND": "cpu"}, want: func(c *serveConfig) { c.Backend = "cpu" }},
+		{name: "bad backend", args: []string{"--backend", "tpu"}, wantErr: `invalid --backend "tpu": "tpu" is not cpu, cuda or auto`},
 		{name: "workers negative", args: []string{"--workers", "-1"}, wantErr: `invalid --workers "-1": must be at least 0`},
 		{name: "workers not a number", args: []string{"--workers", "two"}, wantErr: `invalid --workers "two": not an integer`},
 		{name: "database scheme", args: []string{"--database-url", "mysql://x/y"}, wantErr: `invalid --database-url "mysql://x/y": scheme "mysql"`},

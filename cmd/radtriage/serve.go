@@ -28,6 +28,7 @@ type serveConfig struct {
 	DatabaseURL     string
 	RedisURL        string
 	Workers         int
+	Backend         string
 	StableAge       time.Duration
 	MaxRequestSize  int64
 	MaxInstanceSize int64
@@ -76,6 +77,7 @@ postgres://… and --redis-url redis://… with a data dir on a shared volume.`,
 	databaseFlags(fs, &c.DataDir, &c.DatabaseURL)
 	c.Worklist.register(fs, &c.RedisURL, `Redis for the worklist (and, with the pipeline issue, the job stream): "" for the embedded in-process store (one process only, emptied at exit and rebuilt from the index at start), or redis://[:password@]host:6379/0`)
 	fs.intVar(&c.Workers, "workers", 1, 0, "in-process triage workers, 0 for none (not used yet: workers arrive with the pipeline issue)")
+	backendFlag(fs, &c.Backend)
 	fs.durationVar(&c.StableAge, "stable-age", "5s", "a study with no new instance for this long is stable and goes to triage")
 	fs.sizeVar(&c.MaxRequestSize, "max-request-size", "4GiB", "largest STOW-RS request body (413 above); units B, KiB, MiB, GiB, KB, MB, GB")
 	fs.sizeVar(&c.MaxInstanceSize, "max-instance-size", "2GiB", "largest single instance of a request (refused with a failure reason above)")
@@ -239,6 +241,14 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		return fmt.Errorf("opening the store: %w", err)
 	}
 	defer db.Close()
+
+	// The backend the triage workers will run on (pipeline issue); opened
+	// now so that a --backend cuda without a GPU fails at start.
+	kb, err := openBackend(c.Backend, logger)
+	if err != nil {
+		return err
+	}
+	defer kb.Close()
 
 	rdb, closeRedis, err := connectRedis(ctx, c.RedisURL, logger)
 	if err != nil {

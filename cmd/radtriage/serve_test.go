@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/radtriage/radtriage/kernels"
 )
 
 const ctHead = "../../../shared/dicom/ct-head-5mm" // ../shared from the repository root
@@ -140,5 +143,22 @@ func (s *runningServe) stop(t *testing.T) error {
 	case <-time.After(shutdownGrace):
 		t.Fatal("serve did not stop")
 		return nil
+	}
+}
+
+// A binary without CUDA asked for --backend cuda refuses to start, saying
+// why, rather than serving on the CPU unnoticed.
+func TestServeBackendCUDAMissing(t *testing.T) {
+	if _, _, err := kernels.Open("cuda"); err == nil {
+		t.Skip("this build has a working CUDA backend")
+	}
+	env, _, stderr := testEnv(nil)
+	c, err := parseServe(env, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--backend", "cuda"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = serve(t.Context(), c, stderr, nil)
+	if err == nil || !errors.Is(err, kernels.ErrNoDevice) || !strings.Contains(err.Error(), "--backend cuda") {
+		t.Fatalf("serve --backend cuda = %v, want an ErrNoDevice naming the flag", err)
 	}
 }
