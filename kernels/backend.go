@@ -429,6 +429,14 @@ func (p PoolSpec) Out() ([3]int, error) {
 				o--
 			}
 		}
+		// With dilation, a window that starts in the left padding can
+		// skip over the whole input: refuse it (PyTorch answers -inf).
+		for w := 0; w < o && w*st < p.PadBegin[a]; w++ {
+			s := w*st - p.PadBegin[a]
+			if first := s + (-s+dl-1)/dl*dl; first >= p.In[a] {
+				return out, fmt.Errorf("%w: pool axis %d: window %d lies wholly in the padding", ErrShape, a, w)
+			}
+		}
 		out[a] = o
 	}
 	return out, nil
