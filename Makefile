@@ -77,9 +77,12 @@ bench: services
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
 
+# bin/radtriage-cuda: the CUDA backend (kernels/cuda_*.go, the committed
+# PTX) with the codecs found. Needs cuda.h and libcuda.so at build time
+# (.ci/cuda-headers.sh finds or fetches them) and the NVIDIA driver where it
+# runs; without a device it falls back to the CPU backend.
 build-cuda:
-	@echo "CUDA backend arrives with the kernels issue" >&2
-	@exit 1
+	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) build -tags '$(CUDA_TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o bin/radtriage-cuda ./cmd/radtriage
 
 fmt:
 	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)
@@ -98,3 +101,34 @@ services-stop:
 
 clean:
 	rm -rf bin
+
+# ---- CUDA (the kernels' GPU backend; kernels/bench/GPU.md) ----
+# Evaluated when a recipe runs: cgo flags for cuda.h and libcuda.so.
+CUDA_ENV  = $(shell .ci/cuda-headers.sh)
+comma    := ,
+CUDA_TAGS = cuda$(if $(CODEC_TAGS),$(comma)$(CODEC_TAGS))
+NVCC     ?= nvcc
+# PTX for compute capability 8.0 (Ampere) and newer; the driver JIT-compiles
+# it for the device at load.
+NVCCFLAGS ?= -ptx -arch=compute_80 -O3
+
+.PHONY: ptx vet-cuda test-cuda-bin
+
+# Regenerates kernels/ptx/*.ptx from kernels/*.cu (committed; nvcc's
+# output is deterministic, so a rerun changes nothing unless a .cu did).
+ptx:
+	@mkdir -p kernels/ptx
+	for f in kernels/*.cu; do \
+		$(NVCC) $(NVCCFLAGS) -o kernels/ptx/$$(basename $$f .cu).ptx $$f || exit 1; \
+	done
+
+# The cuda build must vet and build everywhere, GPU or not.
+vet-cuda:
+	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) vet -tags '$(CUDA_TAGS)' ./...
+	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) build -tags '$(CUDA_TAGS)' ./...
+
+# The kernels' test binary with the CUDA backend, to carry to a GPU machine
+# (kernels/bench/GPU.md): conformance suite and benchmarks.
+test-cuda-bin:
+	@mkdir -p bin
+	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) test -c -tags cuda -o bin/kernels-cuda.test ./kernels
