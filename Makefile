@@ -13,7 +13,7 @@ FUZZTIME  ?= 10s
 # tests that spawn processes or take minutes skip), the ones with goroutines
 # of their own: request handling, the store, the push client, serve, the
 # worklist.
-RACE_PKGS ?= ./api/... ./store/... ./cmd/... ./worklist/...
+RACE_PKGS ?= ./api/... ./store/... ./cmd/... ./worklist/... ./kernels/...
 BENCH     ?= .
 BENCHTIME ?= 1s
 
@@ -31,20 +31,26 @@ REQUIRE_CODECS = RADTRIAGE_REQUIRE_CODECS=$(if $(CODEC_TAGS),1,0)
 SERVICES_ENV := .cache/services.env
 WITH_SERVICES = if [ -f $(SERVICES_ENV) ]; then . ./$(SERVICES_ENV); fi;
 
-.PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean
+.PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean goldens
 
 help:
 	@echo 'make build        bin/radtriage (pure Go, plus the cgo JPEG 2000/JPEG-LS codecs when their headers are installed)'
 	@echo 'make run          build, then bin/radtriage serve $$ARGS (SQLite + ./data, nothing to install)'
-	@echo 'make test         services, vet, unit tests, race tests ($$RACE_PKGS), short fuzzing'
+	@echo 'make test         services, vet (also -tags cuda), unit tests, race tests ($$RACE_PKGS), short fuzzing'
 	@echo 'make bench        Go benchmarks ($$BENCH, $$BENCHTIME), ingest vs Orthanc (bench-ingest.md),'
 	@echo '                  codecs vs dcmtk (bench-codecs.md), volume vs dcm2niix (bench-volume.md),'
-	@echo '                  worklist vs redis-benchmark (bench-worklist.md)'
+	@echo '                  worklist vs redis-benchmark (bench-worklist.md),'
+	@echo '                  kernels: denoisers vs scikit-image (bench-kernels-denoise.md),'
+	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
 	@echo 'make services-stop  stop the private instances make services started'
-	@echo 'make build-cuda   bin/radtriage-cuda (arrives with the kernels issue)'
+	@echo 'make build-cuda   bin/radtriage-cuda (CUDA backend; cuda.h + libcuda stub via .ci/cuda-headers.sh)'
+	@echo 'make vet-cuda     go vet and go build with -tags cuda (part of make test; no GPU needed)'
+	@echo 'make ptx          regenerate kernels/ptx/*.ptx from kernels/*.cu (nvcc 11.8, compute_80)'
+	@echo 'make test-cuda-bin  bin/kernels-cuda.test, the kernels suite to run on a GPU machine (kernels/bench/GPU.md)'
+	@echo 'make goldens      regenerate the kernels conformance goldens with PyTorch (/usr/bin/python3, python3-torch)'
 
 build:
 	CGO_ENABLED=$(CGO) $(GO) build $(GOTAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/radtriage
@@ -54,12 +60,15 @@ run: build
 
 # The whole check, as CI runs it (.ci/run). Steps run in order; the first
 # failure stops the run.
-test: services vet unit race fuzz
+test: services vet vet-cuda unit test-cuda-emu race fuzz
 
 unit:
 	$(WITH_SERVICES) $(REQUIRE_CODECS) CGO_ENABLED=$(CGO) $(GO) test $(GOTAGS) -count=1 ./...
 	@# The pure-Go build (no C libraries) must build and answer "unsupported".
 	CGO_ENABLED=0 $(GO) test -count=1 ./dicomio/... ./volume/...
+	@# The kernels' plain-Go GEMM micro-kernel (CPUs without AVX2, and
+	@# the reference for the assembly ones) runs the conformance suite too.
+	$(GO) test -count=1 -tags purego ./kernels/...
 
 race:
 	$(WITH_SERVICES) CGO_ENABLED=1 $(GO) test $(GOTAGS) -count=1 -race -short $(RACE_PKGS)
@@ -73,6 +82,8 @@ bench: services
 	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/codecbench -shared ../shared/dicom -out bench-codecs.md
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/bench-volume.sh
 	$(WITH_SERVICES) .ci/bench-worklist.sh
+	.ci/bench-kernels-denoise.sh bench-kernels-denoise.md
+	.ci/bench-kernels-conv.sh bench-kernels-conv.md
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
@@ -83,6 +94,14 @@ fuzz:
 # runs; without a device it falls back to the CPU backend.
 build-cuda:
 	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) build -tags '$(CUDA_TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o bin/radtriage-cuda ./cmd/radtriage
+
+# The PyTorch reference outputs of the kernels conformance suite
+# (committed; each script is seeded, so a rerun reproduces them).
+goldens:
+	for f in kernels/testdata/golden_*.py; do \
+		case $$f in *golden_common.py) continue;; esac; \
+		/usr/bin/python3 $$f || exit 1; \
+	done
 
 fmt:
 	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)
@@ -112,7 +131,7 @@ NVCC     ?= nvcc
 # it for the device at load.
 NVCCFLAGS ?= -ptx -arch=compute_80 -O3
 
-.PHONY: ptx vet-cuda test-cuda-bin
+.PHONY: ptx vet-cuda test-cuda-bin test-cuda-emu
 
 # Regenerates kernels/ptx/*.ptx from kernels/*.cu (committed; nvcc's
 # output is deterministic, so a rerun changes nothing unless a .cu did).
@@ -132,3 +151,11 @@ vet-cuda:
 test-cuda-bin:
 	@mkdir -p bin
 	env $(CUDA_ENV) CGO_ENABLED=1 $(GO) test -c -tags cuda -o bin/kernels-cuda.test ./kernels
+
+# The CUDA conformance suite without a GPU: the test binary against a CPU
+# stand-in for libcuda.so.1 that runs the project's .cu kernels as C++
+# (kernels/internal/cuemu). It checks indexing, tiling, edges and the launch
+# code; races, speed and the real driver still need a GPU (GPU.md).
+test-cuda-emu: test-cuda-bin
+	env $(CUDA_ENV) kernels/internal/cuemu/build.sh kernels .cache/cuemu
+	cd kernels && LD_LIBRARY_PATH=$(CURDIR)/.cache/cuemu RADTRIAGE_REQUIRE_GPU=1 ../bin/kernels-cuda.test -test.run 'CUDA' -test.count 1
