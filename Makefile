@@ -82,6 +82,7 @@ bench: services
 	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/codecbench -shared ../shared/dicom -out bench-codecs.md
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/bench-volume.sh
 	$(WITH_SERVICES) .ci/bench-worklist.sh
+	kernels/bench/deps.sh
 	.ci/bench-kernels-denoise.sh bench-kernels-denoise.md
 	.ci/bench-kernels-conv.sh bench-kernels-conv.md
 
@@ -98,6 +99,7 @@ build-cuda:
 # The PyTorch reference outputs of the kernels conformance suite
 # (committed; each script is seeded, so a rerun reproduces them).
 goldens:
+	kernels/bench/deps.sh
 	for f in kernels/testdata/golden_*.py; do \
 		case $$f in *golden_common.py) continue;; esac; \
 		/usr/bin/python3 $$f || exit 1; \

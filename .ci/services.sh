@@ -225,6 +225,11 @@ apt_install gcc pkg-config libopenjp2-7-dev libcharls-dev dcm2niix libjpeg-turbo
 if [ -z "$(.ci/codec-tags.sh)" ] || ! command -v dcm2niix >/dev/null; then
 	problem "the OpenJPEG/CharLS headers (libopenjp2-7-dev, libcharls-dev) or dcm2niix are missing"
 fi
+# The kernels: g++ builds the CUDA emulator of make test-cuda-emu (cuda.h
+# and the libcuda stub come from .ci/cuda-headers.sh); python3-torch and
+# python3-skimage are the references of make bench and make goldens only,
+# so they are installed by those (kernels/bench/deps.sh), not here.
+apt_install g++ binutils || true
 
 {
 	echo "# written by .ci/services.sh on $(date -u +%FT%TZ); sourced by make test"
