@@ -53,6 +53,7 @@ func commands() []command {
 		{"push", "send a folder of DICOM files to a STOW-RS server", runPush},
 		{"worklist", "rebuild the Redis worklist from the index database", runWorklist},
 		{"volume", "assemble a series of a folder into a NIfTI volume (.nii, .nii.gz)", runVolumeEnv},
+		{"denoise", "denoise a NIfTI volume (bilateral, non-local means, Gaussian)", runDenoise},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}
