@@ -34,7 +34,7 @@ echo "exporting the ONNX models..." >&2
 go test -c -o "$work/kernels.test" ./kernels/
 for r in $(seq "$rounds"); do
 	echo "round $r: go benchmark..." >&2
-	(cd kernels && GOMAXPROCS=2 "$work/kernels.test" -test.run '^$' -test.bench 'BenchmarkConvUNet' -test.benchtime "$benchtime") | tee "$work/go.$r.txt" >&2
+	(cd kernels && GOMAXPROCS=2 "$work/kernels.test" -test.run '^$' -test.bench 'BenchmarkConvUNet|BenchmarkUNetNorm' -test.benchtime "$benchtime") | tee "$work/go.$r.txt" >&2
 	echo "round $r: pytorch..." >&2
 	"$python" kernels/bench/bench_conv.py --reps "$reps" --threads 2 2>/dev/null | tee "$work/torch.$r.jsonl" >&2
 	echo "round $r: onnxruntime..." >&2
@@ -73,6 +73,22 @@ for l in layers:
     tot[0] += g; tot[1] += o; tot[2] += p
     rows.append(f"| {n} | {g:.1f} | {gf:.1f} | {o:.1f} | {p:.1f} | {g/o:.2f} | {g/p:.2f} |")
 rows.append(f"| **total** | **{tot[0]:.1f}** | | **{tot[1]:.1f}** | **{tot[2]:.1f}** | **{tot[0]/tot[1]:.2f}** | **{tot[0]/tot[2]:.2f}** |")
+norms = json.load(open("kernels/bench/layers.json")).get("norms", [])
+gn = {}
+for r in range(1, rounds + 1):
+    for line in open(f"{work}/go.{r}.txt"):
+        m = re.match(r"BenchmarkUNetNorm/(\S+?)-\d+\s+\d+\s+\S+ ns/op\s+\S+ MB/s\s+(\S+) ms/layer", line)
+        if m:
+            gn[m.group(1)] = min(gn.get(m.group(1), float("inf")), float(m.group(2)))
+if norms:
+    rows += ["", "InstanceNormalization (affine) + LeakyReLU(0.01) on the same U-Net's activations "
+             "(radtriage fuses the activation; onnxruntime and PyTorch run the two operators):", "",
+             "| layer | radtriage ms | onnxruntime ms | PyTorch ms | radtriage/ORT | radtriage/PyTorch |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for l in norms:
+        n = l["name"]
+        g, o, p = gn.get(n, float("nan")), ort.get(n, float("nan")), pt.get(n, float("nan"))
+        rows.append(f"| {n} | {g:.2f} | {o:.2f} | {p:.2f} | {g/o:.2f} | {g/p:.2f} |")
 open(out, "w").write("\n".join(rows) + "\n")
 print("\n".join(rows))
 PY

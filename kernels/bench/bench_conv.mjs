@@ -15,9 +15,9 @@ if (!dir) {
   console.error("usage: node bench_conv.mjs ONNX_DIR [reps]");
   process.exit(2);
 }
-const { layers } = JSON.parse(readFileSync(join(here, "layers.json"), "utf8"));
+const doc = JSON.parse(readFileSync(join(here, "layers.json"), "utf8"));
 
-for (const l of layers) {
+for (const l of doc.layers.concat(doc.norms || [])) {
   const session = await ort.InferenceSession.create(join(dir, l.name + ".onnx"), {
     executionProviders: ["cpu"],
     intraOpNumThreads: 2,

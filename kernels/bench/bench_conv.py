@@ -1,7 +1,7 @@
 """PyTorch CPU reference of the conv benchmark (.ci/bench-kernels-conv.sh).
 
 Times each layer of layers.json with torch.nn.functional.conv3d /
-conv_transpose3d on 2 threads (median of --reps runs after a warm-up) and
+conv_transpose3d (and each of its "norms": InstanceNorm3d + LeakyReLU) on 2 threads (median of --reps runs after a warm-up) and
 prints one JSON object per line: {"name": ..., "ms": ...}. With
 --export DIR it also writes each layer as a single-node ONNX model
 DIR/<name>.onnx for bench_conv.mjs (onnxruntime).
@@ -30,6 +30,18 @@ class Layer(torch.nn.Module):
         return self.conv(x)
 
 
+class Norm(torch.nn.Module):
+    """InstanceNorm (affine) + LeakyReLU, the U-Net block's normalisation."""
+
+    def __init__(self, l):
+        super().__init__()
+        self.norm = torch.nn.InstanceNorm3d(l["cin"], affine=True)
+        self.act = torch.nn.LeakyReLU(0.01)
+
+    def forward(self, x):
+        return self.act(self.norm(x))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
@@ -39,9 +51,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with open(os.path.join(HERE, "layers.json")) as f:
-        layers = json.load(f)["layers"]
-    for l in layers:
-        m = Layer(l).eval()
+        doc = json.load(f)
+    for l in doc["layers"] + doc.get("norms", []):
+        m = (Layer(l) if "cout" in l else Norm(l)).eval()
         x = torch.rand(1, l["cin"], l["in"], l["in"], l["in"])
         with torch.no_grad():
             if args.export:
