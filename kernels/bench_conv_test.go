@@ -42,12 +42,18 @@ func readBenchLayers(b *testing.B) []benchLayer {
 func BenchmarkConvUNet(b *testing.B) {
 	be := NewCPU()
 	defer be.Close()
+	benchConvLayers(b, be)
+}
+
+// benchConvLayers runs each layer of bench/layers.json on be as a
+// sub-benchmark, with random weights, bias and input: one warm-up run,
+// then b.N runs, timed up to the Sync that waits for them.
+func benchConvLayers(b *testing.B, be Backend) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, l := range readBenchLayers(b) {
 		b.Run(l.Name, func(b *testing.B) {
 			s := l.spec()
-			w := randVals(rng, s.WeightLen(), 0.1)
-			cv, err := be.PrepareConv(s, w, randVals(rng, s.Cout, 0.1))
+			cv, err := be.PrepareConv(s, randVals(rng, s.WeightLen(), 0.1), randVals(rng, s.Cout, 0.1))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,18 +76,32 @@ func BenchmarkConvUNet(b *testing.B) {
 			if s.Transpose {
 				macs = float64(s.WeightLen()) * float64(inVox)
 			}
-			if err := be.RunConv(cv, dst, src); err != nil { // warm-up
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := be.RunConv(cv, dst, src); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchSynced(b, be, func() error { return be.RunConv(cv, dst, src) })
 			sec := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(2*macs/sec/1e9, "GFLOP/s")
 			b.ReportMetric(sec*1e3, "ms/layer")
 		})
 	}
+}
+
+// benchSynced times op on be: one warm-up call (on a GPU, also the JIT's
+// first launch), then b.N calls, the clock stopped after the Sync that
+// waits for them.
+func benchSynced(b *testing.B, be Backend, op func() error) {
+	if err := op(); err != nil {
+		b.Fatal(err)
+	}
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
 }

@@ -64,22 +64,7 @@ func copyBandwidth(b *testing.B, be Backend, dst, src *Buffer, n int) float64 {
 // benchBandwidth times op, which moves bytes per call, and reports GB/s
 // against copyGBs.
 func benchBandwidth(b *testing.B, be Backend, bytes, copyGBs float64, op func() error) {
-	if err := op(); err != nil { // warm-up (and the JIT's first launch)
-		b.Fatal(err)
-	}
-	if err := be.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := op(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := be.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
+	benchSynced(b, be, op)
 	gbs := bytes * float64(b.N) / b.Elapsed().Seconds() / 1e9
 	b.ReportMetric(gbs, "GB/s")
 	b.ReportMetric(copyGBs, "copyGB/s")
@@ -177,55 +162,7 @@ func BenchmarkCUDABandwidth(b *testing.B) {
 // U-Net at 96^3) on the GPU: GFLOP/s and ms per layer. bench/bench_cuda.py
 // times the same layers with PyTorch + cuDNN.
 func BenchmarkCUDAConvUNet(b *testing.B) {
-	be := openCUDATest(b)
-	rng := rand.New(rand.NewPCG(1, 1))
-	for _, l := range readBenchLayers(b) {
-		b.Run(l.Name, func(b *testing.B) {
-			s := l.spec()
-			cv, err := be.PrepareConv(s, randVals(rng, s.WeightLen(), 0.1), randVals(rng, s.Cout, 0.1))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.ReleaseConv(cv)
-			inVox, outVox := Voxels(s.In), Voxels(cv.Out)
-			src, err := be.Alloc(Float32, s.Cin*inVox)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.Free(src)
-			if err := be.Upload(src, randVals(rng, s.Cin*inVox, 1)); err != nil {
-				b.Fatal(err)
-			}
-			dst, err := be.Alloc(Float32, s.Cout*outVox)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.Free(dst)
-			macs := float64(s.WeightLen()) * float64(outVox)
-			if s.Transpose {
-				macs = float64(s.WeightLen()) * float64(inVox)
-			}
-			if err := be.RunConv(cv, dst, src); err != nil {
-				b.Fatal(err)
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := be.RunConv(cv, dst, src); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			sec := b.Elapsed().Seconds() / float64(b.N)
-			b.ReportMetric(2*macs/sec/1e9, "GFLOP/s")
-			b.ReportMetric(sec*1e3, "ms/layer")
-		})
-	}
+	benchConvLayers(b, openCUDATest(b))
 }
 
 // BenchmarkCUDADenoise times the denoising filters on a 256^3 volume.
@@ -255,22 +192,7 @@ func BenchmarkCUDADenoise(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			if err := c.op(); err != nil {
-				b.Fatal(err)
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := c.op(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
+			benchSynced(b, be, c.op)
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvox/s")
 		})
 	}

@@ -48,15 +48,28 @@ func TestConvPaths(t *testing.T) {
 // the checks allow 2e-6·K + 1e-5 absolute plus 1e-4 relative, well below
 // the error of one missing or misplaced term.
 func confConv(t *testing.T, b Backend) {
-	t.Run("random", func(t *testing.T) { confConvRandom(t, b) })
-	t.Run("gemm", func(t *testing.T) { confGemmRandom(t, b) })
-	t.Run("golden", func(t *testing.T) { confConvGolden(t, b) })
-	t.Run("errors", func(t *testing.T) { confConvErrors(t, b) })
+	runChecks(t, b, []backendCheck{
+		{"random", confConvRandom},
+		{"gemm", confGemmRandom},
+		{"golden", confConvGolden},
+		{"errors", confConvErrors},
+	})
 }
 
-// refConv is the naive convolution (or transposed convolution, as a
-// scatter) in float64, then bias and activation.
+// refConv is refConv64 rounded to float32, then the activation.
 func refConv(s ConvSpec, x, w, bias []float32) []float32 {
+	acc, _ := refConv64(s, x, w, bias)
+	y := make([]float32, len(acc))
+	for i, v := range acc {
+		y[i] = s.Act.Apply(float32(v))
+	}
+	return y
+}
+
+// refConv64 is the naive convolution (or transposed convolution, as a
+// scatter) in float64 with bias (nil: none), no activation; it returns the
+// output and its size.
+func refConv64(s ConvSpec, x, w, bias []float32) ([]float64, [3]int) {
 	out, err := s.Out()
 	if err != nil {
 		panic(err)
@@ -66,47 +79,53 @@ func refConv(s ConvSpec, x, w, bias []float32) []float32 {
 	for a := range 3 {
 		st[a], dl[a] = max(s.Stride[a], 1), max(s.Dilation[a], 1)
 	}
-	inVox, outVox := Voxels(in), Voxels(out)
-	acc := make([]float64, s.N*s.Cout*outVox)
-	inside := func(v [3]int, size [3]int) bool {
-		return v[0] >= 0 && v[0] < size[0] && v[1] >= 0 && v[1] < size[1] && v[2] >= 0 && v[2] < size[2]
-	}
-	lin := func(v [3]int, size [3]int) int { return (v[0]*size[1]+v[1])*size[2] + v[2] }
-	for n := 0; n < s.N; n++ {
-		for ci := 0; ci < s.Cin; ci++ {
-			for co := 0; co < s.Cout; co++ {
-				for kd := 0; kd < k[0]; kd++ {
-					for kh := 0; kh < k[1]; kh++ {
-						for kw := 0; kw < k[2]; kw++ {
-							kk := [3]int{kd, kh, kw}
-							var wv float64
+	kv, iv, ov := Voxels(k), Voxels(in), Voxels(out)
+	y := make([]float64, s.N*s.Cout*ov)
+	for n := range s.N {
+		for co := range s.Cout {
+			if bias != nil {
+				for i := range ov {
+					y[(n*s.Cout+co)*ov+i] = float64(bias[co])
+				}
+			}
+			for ci := range s.Cin {
+				wo := (co*s.Cin + ci) * kv
+				if s.Transpose {
+					wo = (ci*s.Cout + co) * kv
+				}
+				for kd := range k[0] {
+					for kh := range k[1] {
+						for kw := range k[2] {
+							wt := float64(w[wo+(kd*k[1]+kh)*k[2]+kw])
+							// Transposed: input voxel i feeds output
+							// i*stride - pad + tap*dilation.
 							if s.Transpose {
-								wv = float64(w[((ci*s.Cout+co)*k[0]+kd)*k[1]*k[2]+kh*k[2]+kw])
-							} else {
-								wv = float64(w[((co*s.Cin+ci)*k[0]+kd)*k[1]*k[2]+kh*k[2]+kw])
-							}
-							if s.Transpose {
-								// Input i reaches output i*stride - pad + k*dilation.
-								for i := 0; i < inVox; i++ {
-									iv := [3]int{i / (in[1] * in[2]), i / in[2] % in[1], i % in[2]}
-									var o [3]int
-									for a := range 3 {
-										o[a] = iv[a]*st[a] - s.PadBegin[a] + kk[a]*dl[a]
-									}
-									if inside(o, out) {
-										acc[(n*s.Cout+co)*outVox+lin(o, out)] += wv * float64(x[(n*s.Cin+ci)*inVox+i])
+								for id := range in[0] {
+									for ih := range in[1] {
+										for iw := range in[2] {
+											od := id*st[0] - s.PadBegin[0] + kd*dl[0]
+											oh := ih*st[1] - s.PadBegin[1] + kh*dl[1]
+											ow := iw*st[2] - s.PadBegin[2] + kw*dl[2]
+											if od < 0 || od >= out[0] || oh < 0 || oh >= out[1] || ow < 0 || ow >= out[2] {
+												continue
+											}
+											y[(n*s.Cout+co)*ov+(od*out[1]+oh)*out[2]+ow] += wt * float64(x[(n*s.Cin+ci)*iv+(id*in[1]+ih)*in[2]+iw])
+										}
 									}
 								}
 								continue
 							}
-							for o := 0; o < outVox; o++ {
-								ov := [3]int{o / (out[1] * out[2]), o / out[2] % out[1], o % out[2]}
-								var iv [3]int
-								for a := range 3 {
-									iv[a] = ov[a]*st[a] - s.PadBegin[a] + kk[a]*dl[a]
-								}
-								if inside(iv, in) {
-									acc[(n*s.Cout+co)*outVox+o] += wv * float64(x[(n*s.Cin+ci)*inVox+lin(iv, in)])
+							for od := range out[0] {
+								for oh := range out[1] {
+									for ow := range out[2] {
+										id := od*st[0] - s.PadBegin[0] + kd*dl[0]
+										ih := oh*st[1] - s.PadBegin[1] + kh*dl[1]
+										iw := ow*st[2] - s.PadBegin[2] + kw*dl[2]
+										if id < 0 || id >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2] {
+											continue
+										}
+										y[(n*s.Cout+co)*ov+(od*out[1]+oh)*out[2]+ow] += wt * float64(x[(n*s.Cin+ci)*iv+(id*in[1]+ih)*in[2]+iw])
+									}
 								}
 							}
 						}
@@ -115,14 +134,7 @@ func refConv(s ConvSpec, x, w, bias []float32) []float32 {
 			}
 		}
 	}
-	y := make([]float32, len(acc))
-	for i, v := range acc {
-		if bias != nil {
-			v += float64(bias[i/outVox%s.Cout])
-		}
-		y[i] = s.Act.Apply(float32(v))
-	}
-	return y
+	return y, out
 }
 
 func randVals(rng *rand.Rand, n int, scale float32) []float32 {
@@ -284,14 +296,8 @@ func confConvGolden(t *testing.T, b Backend) {
 				var m, n, k, cLen int
 				var transA, transB bool
 				var alpha, beta float32
-				g.param(t, "m", &m)
-				g.param(t, "n", &n)
-				g.param(t, "k", &k)
-				g.param(t, "trans_a", &transA)
-				g.param(t, "trans_b", &transB)
-				g.param(t, "alpha", &alpha)
-				g.param(t, "beta", &beta)
-				g.param(t, "c_len", &cLen)
+				g.params(t, "m", &m, "n", &n, "k", &k, "trans_a", &transA, "trans_b", &transB,
+					"alpha", &alpha, "beta", &beta, "c_len", &cLen)
 				var cBuf *Buffer
 				if cLen > 0 {
 					cBuf = upload(t, b, g.tensor(t, "c").Data)
@@ -305,20 +311,10 @@ func confConvGolden(t *testing.T, b Backend) {
 			case "conv3d", "conv_transpose3d":
 				var s ConvSpec
 				var act ActKind
-				g.param(t, "n", &s.N)
-				g.param(t, "cin", &s.Cin)
-				g.param(t, "cout", &s.Cout)
-				g.param(t, "in", &s.In)
-				g.param(t, "kernel", &s.Kernel)
-				g.param(t, "stride", &s.Stride)
-				g.param(t, "dilation", &s.Dilation)
-				g.param(t, "pad_begin", &s.PadBegin)
-				g.param(t, "pad_end", &s.PadEnd)
-				g.param(t, "output_padding", &s.OutputPadding)
-				g.param(t, "transpose", &s.Transpose)
-				g.param(t, "bias", &s.Bias)
-				g.param(t, "act", &act)
-				g.param(t, "alpha", &s.Act.Alpha)
+				g.params(t, "n", &s.N, "cin", &s.Cin, "cout", &s.Cout, "in", &s.In, "kernel", &s.Kernel,
+					"stride", &s.Stride, "dilation", &s.Dilation, "pad_begin", &s.PadBegin,
+					"pad_end", &s.PadEnd, "output_padding", &s.OutputPadding, "transpose", &s.Transpose,
+					"bias", &s.Bias, "act", &act, "alpha", &s.Act.Alpha)
 				s.Act.Kind = act
 				var bias []float32
 				if s.Bias {

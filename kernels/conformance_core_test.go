@@ -90,36 +90,7 @@ func confCore(t *testing.T, b Backend) {
 	})
 
 	t.Run("pool", func(t *testing.T) {
-		// After a first pass, the same sizes come from the pool.
-		sizes := []int{1, 1000, 4096, 100_000, 96 * 96 * 96}
-		pass := func() {
-			var bufs []*Buffer
-			for _, n := range sizes {
-				buf, err := b.Alloc(Float32, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				bufs = append(bufs, buf)
-			}
-			for _, buf := range bufs {
-				b.Free(buf)
-			}
-		}
-		pass()
-		before := b.Stats()
-		for i := 0; i < 5; i++ {
-			pass()
-		}
-		after := b.Stats()
-		if after.Allocs != before.Allocs {
-			t.Errorf("steady state allocated %d fresh buffers, want 0 (%+v)", after.Allocs-before.Allocs, after)
-		}
-		if after.Reuses-before.Reuses != int64(5*len(sizes)) {
-			t.Errorf("reuses %d, want %d", after.Reuses-before.Reuses, 5*len(sizes))
-		}
-		if after.InUse != before.InUse {
-			t.Errorf("bytes in use %d after freeing everything, was %d", after.InUse, before.InUse)
-		}
+		before := checkPoolSteady(t, b, []DType{Float32}, []int{1, 1000, 4096, 100_000, 96 * 96 * 96})
 		// A double Free is harmless.
 		buf, err := b.Alloc(Float32, 10)
 		if err != nil {
@@ -135,16 +106,7 @@ func confCore(t *testing.T, b Backend) {
 
 	t.Run("refusals", func(t *testing.T) {
 		buf := alloc(t, b, 4)
-		other := NewCPU()
-		foreign, err := other.Alloc(Float32, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		freed, err := b.Alloc(Float32, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Free(freed)
+		foreign, freed := badBuffers(t, b, 4)
 		for _, tc := range []struct {
 			name string
 			err  error
@@ -209,4 +171,46 @@ func TestOpen(t *testing.T) {
 			t.Fatalf("Open(cuda) without CUDA = %v, want ErrNoDevice", err)
 		}
 	}
+}
+
+// checkPoolSteady checks that Alloc and Free reach a steady state: after
+// one round of a buffer of each type and size, every Alloc of five more
+// rounds is served by the pool, and freeing everything restores the bytes
+// in use. It returns the statistics after the first round.
+func checkPoolSteady(t *testing.T, b Backend, dtypes []DType, sizes []int) PoolStats {
+	t.Helper()
+	round := func() {
+		var bufs []*Buffer
+		for _, n := range sizes {
+			for _, dt := range dtypes {
+				buf, err := b.Alloc(dt, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if buf.Len() != n || buf.DType() != dt {
+					t.Fatalf("Alloc(%v, %d) gave %v × %d", dt, n, buf.DType(), buf.Len())
+				}
+				bufs = append(bufs, buf)
+			}
+		}
+		for _, buf := range bufs {
+			b.Free(buf)
+		}
+	}
+	round()
+	before := b.Stats()
+	for i := 0; i < 5; i++ {
+		round()
+	}
+	after := b.Stats()
+	if after.Allocs != before.Allocs {
+		t.Errorf("steady state allocated %d fresh buffers, want 0 (%+v)", after.Allocs-before.Allocs, after)
+	}
+	if want := int64(5 * len(dtypes) * len(sizes)); after.Reuses-before.Reuses != want {
+		t.Errorf("reuses %d, want %d", after.Reuses-before.Reuses, want)
+	}
+	if after.InUse != before.InUse {
+		t.Errorf("bytes in use %d after freeing everything, was %d", after.InUse, before.InUse)
+	}
+	return before
 }

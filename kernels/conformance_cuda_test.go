@@ -79,8 +79,7 @@ func TestCUDAConvTiles(t *testing.T) {
 		{N: 1, Cin: 3, Cout: 4, In: c3(2, 2, 2), Kernel: c3(2, 2, 2), Stride: c3(4, 4, 4), Transpose: true, Bias: true}, // phases with no taps
 	}
 	for i, s := range specs {
-		out, err := s.Out()
-		if err != nil {
+		if _, err := s.Out(); err != nil {
 			t.Fatalf("spec %d: %v", i, err)
 		}
 		x := randVals(rng, s.N*s.Cin*Voxels(s.In), 1)
@@ -89,23 +88,12 @@ func TestCUDAConvTiles(t *testing.T) {
 		if s.Bias {
 			bias = randVals(rng, s.Cout, 0.5)
 		}
-		cv, err := b.PrepareConv(s, w, bias)
-		if err != nil {
-			t.Fatalf("spec %d: %v", i, err)
-		}
-		src := upload(t, b, x)
-		n := s.N * s.Cout * Voxels(out)
-		dst := alloc(t, b, n)
-		if err := b.RunConv(cv, dst, src); err != nil {
-			t.Fatalf("spec %d: %v", i, err)
-		}
-		closeTo(t, fmt.Sprintf("conv spec %d", i), download(t, b, dst, n), refConv(s, x, w, bias), 1e-4, 1e-4)
-		b.ReleaseConv(cv)
+		closeTo(t, fmt.Sprintf("conv spec %d", i), runConvOn(t, b, s, x, w, bias), refConv(s, x, w, bias), 1e-4, 1e-4)
 	}
 }
 
-// TestCUDAGemmTiles checks Gemm across tile edges and transposes against a
-// float64 loop.
+// TestCUDAGemmTiles checks Gemm across tile edges and transposes against
+// refGemm.
 func TestCUDAGemmTiles(t *testing.T) {
 	b := openCUDATest(t)
 	rng := rand.New(rand.NewPCG(8, 8))
@@ -114,28 +102,10 @@ func TestCUDAGemmTiles(t *testing.T) {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 			a, bm, cm := randVals(rng, m*k, 1), randVals(rng, k*n, 1), randVals(rng, m*n, 1)
 			const alpha, beta = 0.7, -1.3
-			want := make([]float32, m*n)
-			for i := 0; i < m; i++ {
-				for j := 0; j < n; j++ {
-					var s float64
-					for p := 0; p < k; p++ {
-						av, bv := a[i*k+p], bm[p*n+j]
-						if tr[0] {
-							av = a[p*m+i]
-						}
-						if tr[1] {
-							bv = bm[j*k+p]
-						}
-						s += float64(av) * float64(bv)
-					}
-					want[i*n+j] = float32(alpha*s + beta*float64(cm[i*n+j]))
-				}
-			}
-			dst := alloc(t, b, m*n)
-			if err := b.Gemm(dst, upload(t, b, a), upload(t, b, bm), upload(t, b, cm), m, n, k, tr[0], tr[1], alpha, beta, m*n); err != nil {
-				t.Fatal(err)
-			}
-			closeTo(t, fmt.Sprintf("gemm %v %v", sz, tr), download(t, b, dst, m*n), want, 1e-4, 1e-4)
+			want := refGemm(a, bm, cm, m, n, k, tr[0], tr[1], alpha, beta, m*n)
+			checkOp(t, b, fmt.Sprintf("gemm %v %v", sz, tr), want, 1e-4, 1e-4, func(dst *Buffer) error {
+				return b.Gemm(dst, upload(t, b, a), upload(t, b, bm), upload(t, b, cm), m, n, k, tr[0], tr[1], alpha, beta, m*n)
+			})
 		}
 	}
 }

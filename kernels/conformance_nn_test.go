@@ -22,14 +22,16 @@ import (
 // near 1 carries the rounding of the mean and scale); Sum 1e-9 of the sum
 // of magnitudes.
 func confNN(t *testing.T, b Backend) {
-	t.Run("pool", func(t *testing.T) { confNNPool(t, b) })
-	t.Run("norm", func(t *testing.T) { confNNNorm(t, b) })
-	t.Run("softmax", func(t *testing.T) { confNNSoftmax(t, b) })
-	t.Run("concat", func(t *testing.T) { confNNConcat(t, b) })
-	t.Run("resize", func(t *testing.T) { confNNResize(t, b) })
-	t.Run("reduce", func(t *testing.T) { confNNReduce(t, b) })
-	t.Run("golden", func(t *testing.T) { confNNGolden(t, b) })
-	t.Run("errors", func(t *testing.T) { confNNErrors(t, b) })
+	runChecks(t, b, []backendCheck{
+		{"pool", confNNPool},
+		{"norm", confNNNorm},
+		{"softmax", confNNSoftmax},
+		{"concat", confNNConcat},
+		{"resize", confNNResize},
+		{"reduce", confNNReduce},
+		{"golden", confNNGolden},
+		{"errors", confNNErrors},
+	})
 }
 
 // nnRand returns n values scale*N(0,1)+offset.
@@ -116,15 +118,13 @@ func confNNPool(t *testing.T, b Backend) {
 			}
 			x := nnRand(rng, p.N*p.C*Voxels(p.In), 1, 0)
 			want := nnRefPool(x, p, out)
-			dst := alloc(t, b, len(want))
-			if err := b.Pool(dst, upload(t, b, x), p); err != nil {
-				t.Fatal(err)
-			}
 			tol := 1e-5
 			if p.Kind == MaxPool {
 				tol = 0
 			}
-			closeTo(t, "pool", download(t, b, dst, len(want)), want, tol, tol)
+			checkOp(t, b, "pool", want, tol, tol, func(dst *Buffer) error {
+				return b.Pool(dst, upload(t, b, x), p)
+			})
 		})
 	}
 }
@@ -221,11 +221,9 @@ func confNNNorm(t *testing.T, b Backend) {
 				}
 				want[r] = float32(s / float64(tc.spatial))
 			}
-			dst := alloc(t, b, len(want))
-			if err := b.GlobalAvgPool(dst, upload(t, b, x), tc.n, tc.c, tc.spatial); err != nil {
-				t.Fatal(err)
-			}
-			closeTo(t, "global average pool", download(t, b, dst, len(want)), want, 1e-6, 1e-6)
+			checkOp(t, b, "global average pool", want, 1e-6, 1e-6, func(dst *Buffer) error {
+				return b.GlobalAvgPool(dst, upload(t, b, x), tc.n, tc.c, tc.spatial)
+			})
 		}
 	})
 }
@@ -300,11 +298,9 @@ func confNNConcat(t *testing.T, b Backend) {
 				want = append(want, xs[i][o*w:(o+1)*w]...)
 			}
 		}
-		dst := alloc(t, b, len(want))
-		if err := b.Concat(dst, srcs, tc.outer, tc.inner); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, fmt.Sprintf("concat %v", tc), download(t, b, dst, len(want)), want, 0, 0)
+		checkOp(t, b, fmt.Sprintf("concat %v", tc), want, 0, 0, func(dst *Buffer) error {
+			return b.Concat(dst, srcs, tc.outer, tc.inner)
+		})
 	}
 }
 
@@ -438,15 +434,13 @@ func confNNResize(t *testing.T, b Backend) {
 				t.Run(fmt.Sprintf("shape%d/coord%d/mode%d", si, coord, mode), func(t *testing.T) {
 					x := nnRand(rng, r.N*r.C*Voxels(r.In), 1, 0)
 					want := nnRefResize(x, r)
-					dst := alloc(t, b, len(want))
-					if err := b.Resize(dst, upload(t, b, x), r); err != nil {
-						t.Fatal(err)
-					}
 					tol := 1e-5
 					if r.Mode == Nearest {
 						tol = 0
 					}
-					closeTo(t, "resize", download(t, b, dst, len(want)), want, tol, tol)
+					checkOp(t, b, "resize", want, tol, tol, func(dst *Buffer) error {
+						return b.Resize(dst, upload(t, b, x), r)
+					})
 				})
 			}
 		}
@@ -505,11 +499,7 @@ func confNNReduce(t *testing.T, b Backend) {
 				want[bi*tc.spatial+v] = uint8(best)
 			}
 		}
-		dst, err := b.Alloc(Uint8, len(want))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Free(dst) })
+		dst := allocOf(t, b, Uint8, len(want))
 		if err := b.Argmax(dst, upload(t, b, x), tc.n, tc.c, tc.spatial); err != nil {
 			t.Fatal(err)
 		}
@@ -558,19 +548,15 @@ func confNNGolden(t *testing.T, b Backend) {
 			case "pool":
 				nnGoldenPool(t, b, g, x, y, src)
 			case "global_avg_pool":
-				dst := alloc(t, b, len(y.Data))
-				if err := b.GlobalAvgPool(dst, src, x.Shape[0], x.Shape[1], nnSpatial(x)); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(y.Data)), y.Data, 1e-6, 1e-5)
+				checkOp(t, b, name, y.Data, 1e-6, 1e-5, func(dst *Buffer) error {
+					return b.GlobalAvgPool(dst, src, x.Shape[0], x.Shape[1], nnSpatial(x))
+				})
 			case "instance_norm", "batch_norm":
 				nnGoldenNorm(t, b, g, x, y, src)
 			case "softmax":
-				dst := alloc(t, b, len(y.Data))
-				if err := b.Softmax(dst, src, x.Shape[0], x.Shape[1], nnSpatial(x)); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(y.Data)), y.Data, 1e-6, 1e-5)
+				checkOp(t, b, name, y.Data, 1e-6, 1e-5, func(dst *Buffer) error {
+					return b.Softmax(dst, src, x.Shape[0], x.Shape[1], nnSpatial(x))
+				})
 				closeTo(t, name+" (reference)", nnRefSoftmax(x.Data, x.Shape[0], x.Shape[1], nnSpatial(x)), y.Data, 1e-6, 1e-5)
 			case "concat":
 				var srcs []*Buffer
@@ -580,11 +566,9 @@ func confNNGolden(t *testing.T, b Backend) {
 					srcs = append(srcs, upload(t, b, xi.Data))
 					inner = append(inner, len(xi.Data)/xi.Shape[0])
 				}
-				dst := alloc(t, b, len(y.Data))
-				if err := b.Concat(dst, srcs, y.Shape[0], inner); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(y.Data)), y.Data, 0, 0)
+				checkOp(t, b, name, y.Data, 0, 0, func(dst *Buffer) error {
+					return b.Concat(dst, srcs, y.Shape[0], inner)
+				})
 			case "resize":
 				nnGoldenResize(t, b, g, x, y, src)
 			case "reduce":
@@ -604,11 +588,7 @@ func confNNGolden(t *testing.T, b Backend) {
 					t.Errorf("CountAbove = %v, %v; want %v", cnt, err, want)
 				}
 			case "argmax":
-				dst, err := b.Alloc(Uint8, len(y.Data))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { b.Free(dst) })
+				dst := allocOf(t, b, Uint8, len(y.Data))
 				if err := b.Argmax(dst, src, x.Shape[0], x.Shape[1], nnSpatial(x)); err != nil {
 					t.Fatal(err)
 				}
@@ -642,14 +622,9 @@ func nnSpatial(x goldenTensor) int {
 func nnGoldenPool(t *testing.T, b Backend, g golden, x, y goldenTensor, src *Buffer) {
 	var kind string
 	p := PoolSpec{N: x.Shape[0], C: x.Shape[1], In: [3]int(x.Shape[2:])}
-	g.param(t, "kind", &kind)
-	g.param(t, "kernel", &p.Kernel)
-	g.param(t, "stride", &p.Stride)
-	g.param(t, "dilation", &p.Dilation)
-	g.param(t, "pad_begin", &p.PadBegin)
-	g.param(t, "pad_end", &p.PadEnd)
-	g.param(t, "ceil_mode", &p.CeilMode)
-	g.param(t, "count_include_pad", &p.CountIncludePad)
+	g.params(t, "kind", &kind, "kernel", &p.Kernel, "stride", &p.Stride, "dilation", &p.Dilation,
+		"pad_begin", &p.PadBegin, "pad_end", &p.PadEnd, "ceil_mode", &p.CeilMode,
+		"count_include_pad", &p.CountIncludePad)
 	tol := 0.0
 	p.Kind = MaxPool
 	if kind == "avg" {
@@ -662,20 +637,16 @@ func nnGoldenPool(t *testing.T, b Backend, g golden, x, y goldenTensor, src *Buf
 	if out != [3]int(y.Shape[2:]) {
 		t.Fatalf("PoolSpec.Out = %v, PyTorch %v", out, y.Shape[2:])
 	}
-	dst := alloc(t, b, len(y.Data))
-	if err := b.Pool(dst, src, p); err != nil {
-		t.Fatal(err)
-	}
-	closeTo(t, "pool", download(t, b, dst, len(y.Data)), y.Data, tol, tol)
+	checkOp(t, b, "pool", y.Data, tol, tol, func(dst *Buffer) error {
+		return b.Pool(dst, src, p)
+	})
 	closeTo(t, "pool (reference)", nnRefPool(x.Data, p, out), y.Data, tol, tol)
 }
 
 func nnGoldenNorm(t *testing.T, b Backend, g golden, x, y goldenTensor, src *Buffer) {
 	var eps, alpha float32
 	var kind string
-	g.param(t, "eps", &eps)
-	g.param(t, "act", &kind)
-	g.param(t, "alpha", &alpha)
+	g.params(t, "eps", &eps, "act", &kind, "alpha", &alpha)
 	act := Activation{Alpha: alpha}
 	switch kind {
 	case "relu":
@@ -710,11 +681,7 @@ func nnGoldenNorm(t *testing.T, b Backend, g golden, x, y goldenTensor, src *Buf
 func nnGoldenResize(t *testing.T, b Backend, g golden, x, y goldenTensor, src *Buffer) {
 	var mode, coord, nearest string
 	r := ResizeSpec{N: x.Shape[0], C: x.Shape[1], In: [3]int(x.Shape[2:])}
-	g.param(t, "mode", &mode)
-	g.param(t, "coord", &coord)
-	g.param(t, "nearest", &nearest)
-	g.param(t, "out", &r.Out)
-	g.param(t, "scale", &r.Scale)
+	g.params(t, "mode", &mode, "coord", &coord, "nearest", &nearest, "out", &r.Out, "scale", &r.Scale)
 	tol := 1e-5
 	if mode == "nearest" {
 		r.Mode, tol = Nearest, 0
@@ -729,46 +696,24 @@ func nnGoldenResize(t *testing.T, b Backend, g golden, x, y goldenTensor, src *B
 	if !ok1 || !ok2 {
 		t.Fatalf("unknown coordinate mode %q or nearest mode %q", coord, nearest)
 	}
-	dst := alloc(t, b, len(y.Data))
-	if err := b.Resize(dst, src, r); err != nil {
-		t.Fatal(err)
-	}
-	closeTo(t, "resize", download(t, b, dst, len(y.Data)), y.Data, tol, tol)
+	checkOp(t, b, "resize", y.Data, tol, tol, func(dst *Buffer) error {
+		return b.Resize(dst, src, r)
+	})
 	closeTo(t, "resize (reference)", nnRefResize(x.Data, r), y.Data, tol, tol)
 	if r.Coord == CoordHalfPixel && !slices.Contains(r.Out[:], 1) {
 		// pytorch_half_pixel differs from half_pixel only for outputs of
 		// length 1.
 		r.Coord = CoordPyTorchHalfPixel
-		if err := b.Resize(dst, src, r); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, "resize (pytorch_half_pixel)", download(t, b, dst, len(y.Data)), y.Data, tol, tol)
+		checkOp(t, b, "resize (pytorch_half_pixel)", y.Data, tol, tol, func(dst *Buffer) error {
+			return b.Resize(dst, src, r)
+		})
 	}
 }
 
 func confNNErrors(t *testing.T, b Backend) {
 	f := func(n int) *Buffer { return alloc(t, b, n) }
-	other := NewCPU()
-	foreign, err := other.Alloc(Float32, 1<<12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A size class of its own, so that no later Alloc revives it.
-	freed, err := b.Alloc(Float32, 3<<11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Free(freed)
-	i16, err := b.Alloc(Int16, 1<<12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Free(i16) })
-	u8, err := b.Alloc(Uint8, 1<<12)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Free(u8) })
+	foreign, freed := badBuffers(t, b, 1<<12)
+	i16, u8 := allocOf(t, b, Int16, 1<<12), allocOf(t, b, Uint8, 1<<12)
 	big, small, c3 := f(1<<12), f(10), f(3)
 	okPool := PoolSpec{Kind: MaxPool, N: 1, C: 2, In: [3]int{4, 4, 4}, Kernel: [3]int{2, 2, 2}, Stride: [3]int{2, 2, 2}}
 	pool := func(mod func(*PoolSpec)) PoolSpec {

@@ -30,16 +30,18 @@ import (
 // "border") with the points outside that range set to the fill. In
 // nearest mode the voxel floor(x+0.5) must exist on every axis.
 func confPrep(t *testing.T, b Backend) {
-	t.Run("golden", func(t *testing.T) { prepGoldens(t, b) })
-	t.Run("rescale", func(t *testing.T) { prepRescale(t, b) })
-	t.Run("resample", func(t *testing.T) { prepResample(t, b) })
-	t.Run("flip", func(t *testing.T) { prepFlip(t, b) })
-	t.Run("croppad", func(t *testing.T) { prepCropPad(t, b) })
-	t.Run("activate", func(t *testing.T) { prepActivate(t, b) })
-	t.Run("binary", func(t *testing.T) { prepBinary(t, b) })
-	t.Run("errors", func(t *testing.T) { prepErrors(t, b) })
-	t.Run("pool", func(t *testing.T) { prepPool(t, b) })
-	t.Run("allocs", func(t *testing.T) { prepAllocs(t, b) })
+	runChecks(t, b, []backendCheck{
+		{"golden", prepGoldens},
+		{"rescale", prepRescale},
+		{"resample", prepResample},
+		{"flip", prepFlip},
+		{"croppad", prepCropPad},
+		{"activate", prepActivate},
+		{"binary", prepBinary},
+		{"errors", prepErrors},
+		{"pool", prepPool},
+		{"allocs", prepAllocs},
+	})
 }
 
 func randFloats(rng *rand.Rand, n int, lo, hi float32) []float32 {
@@ -52,14 +54,10 @@ func randFloats(rng *rand.Rand, n int, lo, hi float32) []float32 {
 
 func uploadI16(t *testing.T, b Backend, data []int16) *Buffer {
 	t.Helper()
-	buf, err := b.Alloc(Int16, len(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	buf := allocOf(t, b, Int16, len(data))
 	if err := b.Upload(buf, data); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Free(buf) })
 	return buf
 }
 
@@ -71,12 +69,8 @@ func prepGoldens(t *testing.T, b Backend) {
 				var dtype string
 				var slope, icept, centre, width float32
 				var clip bool
-				g.param(t, "dtype", &dtype)
-				g.param(t, "slope", &slope)
-				g.param(t, "intercept", &icept)
-				g.param(t, "center", &centre)
-				g.param(t, "width", &width)
-				g.param(t, "clip", &clip)
+				g.params(t, "dtype", &dtype, "slope", &slope, "intercept", &icept, "center", &centre,
+					"width", &width, "clip", &clip)
 				src, want := g.tensor(t, "src").Data, g.tensor(t, "out").Data
 				var sb *Buffer
 				if dtype == "int16" {
@@ -98,52 +92,34 @@ func prepGoldens(t *testing.T, b Backend) {
 				var m AxisMap
 				var mode string
 				var fill float32
-				g.param(t, "srcSize", &ss)
-				g.param(t, "dstSize", &ds)
-				g.param(t, "scale", &m.Scale)
-				g.param(t, "offset", &m.Offset)
-				g.param(t, "mode", &mode)
-				g.param(t, "fill", &fill)
+				g.params(t, "srcSize", &ss, "dstSize", &ds, "scale", &m.Scale, "offset", &m.Offset, "mode", &mode,
+					"fill", &fill)
 				interp := Linear
 				if mode == "nearest" {
 					interp = Nearest
 				}
 				src, want := g.tensor(t, "src").Data, g.tensor(t, "out").Data
-				dst := alloc(t, b, len(want))
-				if err := b.Resample(dst, upload(t, b, src), ds, ss, m, interp, fill); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(want)), want, 2e-4, 1e-5)
+				checkOp(t, b, name, want, 2e-4, 1e-5, func(dst *Buffer) error {
+					return b.Resample(dst, upload(t, b, src), ds, ss, m, interp, fill)
+				})
 			case "Flip":
 				var n, c int
 				var size [3]int
 				var axes [3]bool
-				g.param(t, "n", &n)
-				g.param(t, "c", &c)
-				g.param(t, "size", &size)
-				g.param(t, "axes", &axes)
+				g.params(t, "n", &n, "c", &c, "size", &size, "axes", &axes)
 				src, want := g.tensor(t, "src").Data, g.tensor(t, "out").Data
-				dst := alloc(t, b, len(want))
-				if err := b.Flip(dst, upload(t, b, src), n, c, size, axes); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(want)), want, 0, 0)
+				checkOp(t, b, name, want, 0, 0, func(dst *Buffer) error {
+					return b.Flip(dst, upload(t, b, src), n, c, size, axes)
+				})
 			case "CropPad":
 				var n, c int
 				var ss, ds, off [3]int
 				var fill float32
-				g.param(t, "n", &n)
-				g.param(t, "c", &c)
-				g.param(t, "srcSize", &ss)
-				g.param(t, "dstSize", &ds)
-				g.param(t, "offset", &off)
-				g.param(t, "fill", &fill)
+				g.params(t, "n", &n, "c", &c, "srcSize", &ss, "dstSize", &ds, "offset", &off, "fill", &fill)
 				src, want := g.tensor(t, "src").Data, g.tensor(t, "out").Data
-				dst := alloc(t, b, len(want))
-				if err := b.CropPad(dst, upload(t, b, src), n, c, ss, ds, off, fill); err != nil {
-					t.Fatal(err)
-				}
-				closeTo(t, name, download(t, b, dst, len(want)), want, 0, 0)
+				checkOp(t, b, name, want, 0, 0, func(dst *Buffer) error {
+					return b.CropPad(dst, upload(t, b, src), n, c, ss, ds, off, fill)
+				})
 			case "Activate":
 				var alpha float32
 				g.param(t, "alpha", &alpha)
@@ -157,25 +133,19 @@ func prepGoldens(t *testing.T, b Backend) {
 					{"leaky", Activation{Kind: ActLeakyReLU, Alpha: alpha}},
 					{"sigmoid", Activation{Kind: ActSigmoid}},
 				} {
-					dst := alloc(t, b, len(src))
-					if err := b.Activate(dst, sb, len(src), c.act); err != nil {
-						t.Fatal(err)
-					}
-					closeTo(t, name+" "+c.key, download(t, b, dst, len(src)), g.tensor(t, c.key).Data, 1e-6, 1e-6)
+					checkOp(t, b, name+" "+c.key, g.tensor(t, c.key).Data, 1e-6, 1e-6, func(dst *Buffer) error {
+						return b.Activate(dst, sb, len(src), c.act)
+					})
 				}
 			case "Binary":
 				var as, bs, os []int
-				g.param(t, "aShape", &as)
-				g.param(t, "bShape", &bs)
-				g.param(t, "outShape", &os)
+				g.params(t, "aShape", &as, "bShape", &bs, "outShape", &os)
 				ab, bb := upload(t, b, g.tensor(t, "a").Data), upload(t, b, g.tensor(t, "b").Data)
 				for op, key := range map[BinOp]string{OpAdd: "add", OpSub: "sub", OpMul: "mul", OpDiv: "div"} {
 					want := g.tensor(t, key).Data
-					dst := alloc(t, b, len(want))
-					if err := b.Binary(op, dst, ab, bb, os, as, bs); err != nil {
-						t.Fatal(err)
-					}
-					closeTo(t, name+" "+key, download(t, b, dst, len(want)), want, 0, 1e-6)
+					checkOp(t, b, name+" "+key, want, 0, 1e-6, func(dst *Buffer) error {
+						return b.Binary(op, dst, ab, bb, os, as, bs)
+					})
 				}
 			default:
 				t.Fatalf("unknown op %q", g.Op)
@@ -222,16 +192,13 @@ func prepRescale(t *testing.T, b Backend) {
 		{2.5, -3, Window{100, 1, true}},
 	} {
 		name := fmt.Sprintf("slope %v intercept %v window %+v", c.slope, c.icept, c.w)
-		dst := alloc(t, b, n)
-		if err := b.Rescale(dst, ib, n, c.slope, c.icept, c.w); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, "int16 "+name, download(t, b, dst, n), refRescale(f64i, c.slope, c.icept, c.w), 1e-5, 1e-5)
-		if err := b.Rescale(dst, fb, n, c.slope, c.icept, c.w); err != nil {
-			t.Fatal(err)
-		}
+		checkOp(t, b, "int16 "+name, refRescale(f64i, c.slope, c.icept, c.w), 1e-5, 1e-5, func(dst *Buffer) error {
+			return b.Rescale(dst, ib, n, c.slope, c.icept, c.w)
+		})
 		want := refRescale(f64f, c.slope, c.icept, c.w)
-		closeTo(t, "float32 "+name, download(t, b, dst, n), want, 1e-5, 1e-5)
+		checkOp(t, b, "float32 "+name, want, 1e-5, 1e-5, func(dst *Buffer) error {
+			return b.Rescale(dst, fb, n, c.slope, c.icept, c.w)
+		})
 		// In place, on a prefix (n need not be the buffer's length).
 		inp := upload(t, b, f32)
 		if err := b.Rescale(inp, inp, n-5, c.slope, c.icept, c.w); err != nil {
@@ -256,11 +223,9 @@ func prepRescale(t *testing.T, b Backend) {
 		closeTo(t, fmt.Sprintf("all int16, window %+v", w), download(t, b, bd, len(big)), refRescale(bigF, 0.5, -1024, w), 1e-5, 1e-5)
 	}
 	// The identity rescale of float32 is exact.
-	dst := alloc(t, b, n)
-	if err := b.Rescale(dst, fb, n, 1, 0, Window{}); err != nil {
-		t.Fatal(err)
-	}
-	closeTo(t, "identity", download(t, b, dst, n), f32, 0, 0)
+	checkOp(t, b, "identity", f32, 0, 0, func(dst *Buffer) error {
+		return b.Rescale(dst, fb, n, 1, 0, Window{})
+	})
 }
 
 // refResample is Resample voxel by voxel, in float64 (see confPrep for the
@@ -377,11 +342,9 @@ func prepResample(t *testing.T, b Backend) {
 	for _, mode := range []Interp{Linear, Nearest} {
 		ss := [3]int{7, 9, 11}
 		src := randFloats(rng, Voxels(ss), -100, 100)
-		dst := alloc(t, b, len(src))
-		if err := b.Resample(dst, upload(t, b, src), ss, ss, AxisMap{Scale: [3]float64{1, 1, 1}}, mode, 0); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, fmt.Sprintf("identity (mode %d)", mode), download(t, b, dst, len(src)), src, 0, 0)
+		checkOp(t, b, fmt.Sprintf("identity (mode %d)", mode), src, 0, 0, func(dst *Buffer) error {
+			return b.Resample(dst, upload(t, b, src), ss, ss, AxisMap{Scale: [3]float64{1, 1, 1}}, mode, 0)
+		})
 	}
 }
 
@@ -414,11 +377,9 @@ func prepFlip(t *testing.T, b Backend) {
 		sb := upload(t, b, src)
 		for m := 0; m < 8; m++ {
 			axes := [3]bool{m&4 != 0, m&2 != 0, m&1 != 0}
-			dst := alloc(t, b, len(src))
-			if err := b.Flip(dst, sb, 2, 3, s, axes); err != nil {
-				t.Fatal(err)
-			}
-			closeTo(t, fmt.Sprintf("flip %v %v", s, axes), download(t, b, dst, len(src)), refFlip(src, 2, 3, s, axes), 0, 0)
+			checkOp(t, b, fmt.Sprintf("flip %v %v", s, axes), refFlip(src, 2, 3, s, axes), 0, 0, func(dst *Buffer) error {
+				return b.Flip(dst, sb, 2, 3, s, axes)
+			})
 		}
 	}
 }
@@ -458,21 +419,17 @@ func prepCropPad(t *testing.T, b Backend) {
 		{[3]int{6, 1, 12}, [3]int{-1, 5, -3}}, // pad x on both sides
 	} {
 		want := refCropPad(src, 2, 3, ss, c.ds, c.off, 2.5)
-		dst := alloc(t, b, len(want))
-		if err := b.CropPad(dst, sb, 2, 3, ss, c.ds, c.off, 2.5); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, fmt.Sprintf("crop/pad to %v at %v", c.ds, c.off), download(t, b, dst, len(want)), want, 0, 0)
+		checkOp(t, b, fmt.Sprintf("crop/pad to %v at %v", c.ds, c.off), want, 0, 0, func(dst *Buffer) error {
+			return b.CropPad(dst, sb, 2, 3, ss, c.ds, c.off, 2.5)
+		})
 	}
 	// Large enough for several parallel slices.
 	ls, ld, off := [3]int{40, 41, 43}, [3]int{37, 45, 39}, [3]int{2, -3, 1}
 	lsrc := randFloats(rng, 2*Voxels(ls), -1, 1)
 	want := refCropPad(lsrc, 1, 2, ls, ld, off, 0)
-	dst := alloc(t, b, len(want))
-	if err := b.CropPad(dst, upload(t, b, lsrc), 1, 2, ls, ld, off, 0); err != nil {
-		t.Fatal(err)
-	}
-	closeTo(t, "large crop/pad", download(t, b, dst, len(want)), want, 0, 0)
+	checkOp(t, b, "large crop/pad", want, 0, 0, func(dst *Buffer) error {
+		return b.CropPad(dst, upload(t, b, lsrc), 1, 2, ls, ld, off, 0)
+	})
 }
 
 func prepActivate(t *testing.T, b Backend) {
@@ -485,11 +442,9 @@ func prepActivate(t *testing.T, b Backend) {
 		for i, v := range src {
 			want[i] = act.Apply(v)
 		}
-		dst := alloc(t, b, n)
-		if err := b.Activate(dst, sb, n, act); err != nil {
-			t.Fatal(err)
-		}
-		closeTo(t, fmt.Sprintf("activate %+v", act), download(t, b, dst, n), want, 1e-6, 1e-6)
+		checkOp(t, b, fmt.Sprintf("activate %+v", act), want, 1e-6, 1e-6, func(dst *Buffer) error {
+			return b.Activate(dst, sb, n, act)
+		})
 		inp := upload(t, b, src)
 		if err := b.Activate(inp, inp, n, act); err != nil {
 			t.Fatal(err)
@@ -621,27 +576,8 @@ func prepErrors(t *testing.T, b Backend) {
 	f := alloc(t, b, 1000)
 	g := alloc(t, b, 1000)
 	small := alloc(t, b, 10)
-	u8, err := b.Alloc(Uint8, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Free(u8) })
-	i16, err := b.Alloc(Int16, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Free(i16) })
-	other := NewCPU()
-	defer other.Close()
-	foreign, err := other.Alloc(Float32, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	freed, err := b.Alloc(Float32, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Free(freed)
+	u8, i16 := allocOf(t, b, Uint8, 1000), allocOf(t, b, Int16, 1000)
+	foreign, freed := badBuffers(t, b, 1000)
 	s := [3]int{5, 5, 5}
 	one := AxisMap{Scale: [3]float64{1, 1, 1}}
 	w := Window{40, 400, true}
@@ -721,43 +657,10 @@ func prepErrors(t *testing.T, b Backend) {
 	}
 }
 
-// prepPool checks that Alloc and Free reach a steady state: after one
-// round the pool serves every Alloc.
+// prepPool checks the pool's steady state (checkPoolSteady) over every
+// element type, at sizes around the pool's classes.
 func prepPool(t *testing.T, b Backend) {
-	sizes := []int{1000, 4097, 70000, 70001, 333333}
-	round := func() {
-		var bufs []*Buffer
-		for _, n := range sizes {
-			for _, dt := range []DType{Float32, Int16, Uint8} {
-				buf, err := b.Alloc(dt, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if buf.Len() != n || buf.DType() != dt {
-					t.Fatalf("Alloc(%v, %d) gave %v × %d", dt, n, buf.DType(), buf.Len())
-				}
-				bufs = append(bufs, buf)
-			}
-		}
-		for _, buf := range bufs {
-			b.Free(buf)
-		}
-	}
-	round()
-	s0 := b.Stats()
-	for i := 0; i < 5; i++ {
-		round()
-	}
-	s1 := b.Stats()
-	if s1.Allocs != s0.Allocs {
-		t.Errorf("steady state allocated afresh: Allocs %d → %d", s0.Allocs, s1.Allocs)
-	}
-	if want := s0.Reuses + int64(5*3*len(sizes)); s1.Reuses < want {
-		t.Errorf("Reuses %d → %d, want at least %d", s0.Reuses, s1.Reuses, want)
-	}
-	if s1.InUse != s0.InUse {
-		t.Errorf("InUse %d → %d after freeing everything", s0.InUse, s1.InUse)
-	}
+	checkPoolSteady(t, b, []DType{Float32, Int16, Uint8}, []int{1000, 4097, 70000, 70001, 333333})
 }
 
 // prepAllocs checks, on the CPU backend, that repeated operations on

@@ -14,11 +14,27 @@ import (
 // the tests and against PyTorch outputs (testdata/golden, made by the
 // testdata/golden_*.py scripts with Debian's python3-torch).
 func runConformance(t *testing.T, b Backend) {
-	t.Run("core", func(t *testing.T) { confCore(t, b) })
-	t.Run("prep", func(t *testing.T) { confPrep(t, b) })
-	t.Run("nn", func(t *testing.T) { confNN(t, b) })
-	t.Run("conv", func(t *testing.T) { confConv(t, b) })
-	t.Run("denoise", func(t *testing.T) { confDenoise(t, b) })
+	runChecks(t, b, []backendCheck{
+		{"core", confCore},
+		{"prep", confPrep},
+		{"nn", confNN},
+		{"conv", confConv},
+		{"denoise", confDenoise},
+	})
+}
+
+// backendCheck is one named test of a backend: a group of the suite, or a test
+// of a group.
+type backendCheck struct {
+	name string
+	run  func(t *testing.T, b Backend)
+}
+
+// runChecks runs each check on b as a subtest.
+func runChecks(t *testing.T, b Backend, checks []backendCheck) {
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
+	}
 }
 
 func TestConformanceCPU(t *testing.T) { runConformance(t, NewCPU()) }
@@ -81,6 +97,22 @@ func (g golden) param(t *testing.T, name string, v any) {
 	}
 }
 
+// params decodes several parameters of a golden case, each as param:
+// name, pointer, name, pointer, ...
+func (g golden) params(t *testing.T, namesAndPtrs ...any) {
+	t.Helper()
+	if len(namesAndPtrs)%2 != 0 {
+		t.Fatalf("golden %s: params of %d arguments, want name and pointer pairs", g.Op, len(namesAndPtrs))
+	}
+	for i := 0; i < len(namesAndPtrs); i += 2 {
+		name, ok := namesAndPtrs[i].(string)
+		if !ok {
+			t.Fatalf("golden %s: params argument %d is %T, want a parameter name", g.Op, i, namesAndPtrs[i])
+		}
+		g.param(t, name, namesAndPtrs[i+1])
+	}
+}
+
 // tensor returns a named tensor of a golden case.
 func (g golden) tensor(t *testing.T, name string) goldenTensor {
 	t.Helper()
@@ -91,29 +123,50 @@ func (g golden) tensor(t *testing.T, name string) goldenTensor {
 	return x
 }
 
-// upload allocates a buffer on b holding data.
+// upload allocates a buffer on b holding data, freed at cleanup.
 func upload(t *testing.T, b Backend, data []float32) *Buffer {
 	t.Helper()
-	buf, err := b.Alloc(Float32, len(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	buf := alloc(t, b, len(data))
 	if err := b.Upload(buf, data); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Free(buf) })
 	return buf
 }
 
 // alloc allocates an n-element float32 buffer on b, freed at cleanup.
 func alloc(t *testing.T, b Backend, n int) *Buffer {
 	t.Helper()
-	buf, err := b.Alloc(Float32, n)
+	return allocOf(t, b, Float32, n)
+}
+
+// allocOf allocates an n-element buffer of type dt on b, freed at
+// cleanup.
+func allocOf(t *testing.T, b Backend, dt DType, n int) *Buffer {
+	t.Helper()
+	buf, err := b.Alloc(dt, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Free(buf) })
 	return buf
+}
+
+// badBuffers returns float32 buffers that b must refuse with ErrBackend:
+// one of another backend (n elements) and one of b's, freed (in a size
+// class of its own, so that no later Alloc of the test revives it).
+func badBuffers(t *testing.T, b Backend, n int) (foreign, freed *Buffer) {
+	t.Helper()
+	other := NewCPU()
+	t.Cleanup(func() { other.Close() })
+	foreign, err := other.Alloc(Float32, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed, err = b.Alloc(Float32, 3<<11); err != nil {
+		t.Fatal(err)
+	}
+	b.Free(freed)
+	return foreign, freed
 }
 
 // download reads n float32 values back from buf.
@@ -124,6 +177,17 @@ func download(t *testing.T, b Backend, buf *Buffer, n int) []float32 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// checkOp runs op into a fresh float32 buffer of len(want) values and
+// compares what it wrote with want (closeTo).
+func checkOp(t *testing.T, b Backend, what string, want []float32, abs, rel float64, op func(dst *Buffer) error) {
+	t.Helper()
+	dst := alloc(t, b, len(want))
+	if err := op(dst); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	closeTo(t, what, download(t, b, dst, len(want)), want, abs, rel)
 }
 
 // closeTo fails t unless got and want agree element by element within

@@ -67,16 +67,7 @@ func (c *cpuBackend) Close() error     { c.pool.drain(); return nil }
 // check says whether b is a live buffer of this backend, of type dt,
 // holding at least n elements.
 func (c *cpuBackend) check(b *Buffer, dt DType, n int, what string) error {
-	if b == nil || b.owner != Backend(c) || b.freed {
-		return fmt.Errorf("%w: %s", ErrBackend, what)
-	}
-	if b.dtype != dt {
-		return fmt.Errorf("%w: %s is %v, want %v", ErrShape, what, b.dtype, dt)
-	}
-	if n < 0 || b.n < n {
-		return fmt.Errorf("%w: %s holds %d elements, need %d", ErrShape, what, b.n, n)
-	}
-	return nil
+	return checkBuffer(c, b, dt, n, what)
 }
 
 // f32 returns the first n elements of a float32 buffer, checked.
@@ -101,66 +92,89 @@ func (c *cpuBackend) u8(b *Buffer, n int, what string) ([]uint8, error) {
 	return b.u8[:n], nil
 }
 
-func (c *cpuBackend) Upload(dst *Buffer, src any) error {
-	switch s := src.(type) {
-	case []float32:
-		d, err := c.f32(dst, len(s), "upload destination")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
-	case []int16:
-		d, err := c.i16(dst, len(s), "upload destination")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
-	case []uint8:
-		d, err := c.u8(dst, len(s), "upload destination")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
-	default:
-		return fmt.Errorf("%w: upload of %T", ErrShape, src)
+// volumes checks an operation from n volumes of cin channels and size in
+// (src) to n volumes of cout channels and size out (dst): positive sizes,
+// dst not src, float32 buffers that hold them. It returns the
+// destination's and the source's elements, allocating nothing.
+func (c *cpuBackend) volumes(op string, dst, src *Buffer, n, cin, cout int, in, out [3]int) (d, s []float32, err error) {
+	ns, nd := volCount(n, cin, in), volCount(n, cout, out)
+	if ns < 0 || nd < 0 {
+		return nil, nil, fmt.Errorf("%w: %s of %d volumes of %d channels of %v into %d channels of %v", ErrShape, op, n, cin, in, cout, out)
 	}
-	return nil
+	if err := checkDistinct(op, dst, src); err != nil {
+		return nil, nil, err
+	}
+	return c.srcDst(op, src, ns, dst, nd)
 }
 
-func (c *cpuBackend) Download(dst any, src *Buffer) error {
-	switch d := dst.(type) {
+// srcDst checks an operation's float32 source of ns elements and its
+// destination of nd and returns their elements (dst's first), allocating
+// nothing.
+func (c *cpuBackend) srcDst(op string, src *Buffer, ns int, dst *Buffer, nd int) (d, s []float32, err error) {
+	if err := checkBufferOf(c, src, Float32, ns, op, "source"); err != nil {
+		return nil, nil, err
+	}
+	if err := checkBufferOf(c, dst, Float32, nd, op, "destination"); err != nil {
+		return nil, nil, err
+	}
+	return dst.f32[:nd], src.f32[:ns], nil
+}
+
+// volCount is n×c volumes of size voxels (at most 2^40 elements), or -1
+// when a count or an axis is not positive or the product is larger.
+func volCount(n, c int, size [3]int) int {
+	v := 1
+	for _, x := range [...]int{n, c, size[0], size[1], size[2]} {
+		if x <= 0 || x > 1<<40/v {
+			return -1
+		}
+		v *= x
+	}
+	return v
+}
+
+func (c *cpuBackend) Upload(dst *Buffer, src any) error { return c.hostIO(dst, src, true) }
+
+func (c *cpuBackend) Download(dst any, src *Buffer) error { return c.hostIO(src, dst, false) }
+
+// hostIO copies between host slice h and the first len(h) elements of
+// buffer b: into b when upload, else out of it.
+func (c *cpuBackend) hostIO(b *Buffer, h any, upload bool) error {
+	what := "download source"
+	if upload {
+		what = "upload destination"
+	}
+	switch h := h.(type) {
 	case []float32:
-		s, err := c.f32(src, len(d), "download source")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
+		return hostCopy(c.f32, b, h, upload, what)
 	case []int16:
-		s, err := c.i16(src, len(d), "download source")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
+		return hostCopy(c.i16, b, h, upload, what)
 	case []uint8:
-		s, err := c.u8(src, len(d), "download source")
-		if err != nil {
-			return err
-		}
-		copy(d, s)
-	default:
-		return fmt.Errorf("%w: download into %T", ErrShape, dst)
+		return hostCopy(c.u8, b, h, upload, what)
+	}
+	if upload {
+		return fmt.Errorf("%w: upload of %T", ErrShape, h)
+	}
+	return fmt.Errorf("%w: download into %T", ErrShape, h)
+}
+
+// hostCopy is hostIO for one element type, b checked by view (c.f32,
+// c.i16 or c.u8).
+func hostCopy[T any](view func(*Buffer, int, string) ([]T, error), b *Buffer, h []T, upload bool, what string) error {
+	v, err := view(b, len(h), what)
+	if err != nil {
+		return err
+	}
+	if upload {
+		copy(v, h)
+	} else {
+		copy(h, v)
 	}
 	return nil
 }
 
 func (c *cpuBackend) Copy(dst, src *Buffer, n int) error {
-	if src == nil || dst == nil {
-		return fmt.Errorf("%w: copy of nil", ErrBackend)
-	}
-	if err := c.check(src, src.dtype, n, "copy source"); err != nil {
-		return err
-	}
-	if err := c.check(dst, src.dtype, n, "copy destination"); err != nil {
+	if err := checkCopy(c, dst, src, n); err != nil {
 		return err
 	}
 	switch src.dtype {

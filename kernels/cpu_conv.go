@@ -279,11 +279,7 @@ func (c *cpuBackend) RunConv(cv *Conv, dst, src *Buffer) error {
 	}
 	s := cv.Spec
 	inVox, outVox := Voxels(s.In), Voxels(cv.Out)
-	x, err := c.f32(src, s.N*s.Cin*inVox, "conv source")
-	if err != nil {
-		return err
-	}
-	y, err := c.f32(dst, s.N*s.Cout*outVox, "conv destination")
+	y, x, err := c.srcDst("conv", src, s.N*s.Cin*inVox, dst, s.N*s.Cout*outVox)
 	if err != nil {
 		return err
 	}

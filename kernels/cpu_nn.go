@@ -18,25 +18,9 @@ import (
 const nnPiece = 1 << 15
 
 // nnMaxElems bounds the element count of one operand, far above any
-// buffer (Alloc stops at 2^40 bytes), so that size products cannot
-// overflow.
+// buffer (Alloc stops at 2^40 bytes), so that size sums and products
+// cannot overflow.
 const nnMaxElems = 1 << 46
-
-// nnSize is the product of dims, or ErrShape naming op when a dimension
-// is not positive or the product overflows.
-func nnSize(op string, dims ...int) (int, error) {
-	n := 1
-	for _, d := range dims {
-		if d <= 0 {
-			return 0, fmt.Errorf("%w: %s: sizes %v", ErrShape, op, dims)
-		}
-		if n > nnMaxElems/d {
-			return 0, fmt.Errorf("%w: %s: sizes %v overflow", ErrShape, op, dims)
-		}
-		n *= d
-	}
-	return n, nil
-}
 
 // nnPieces cuts a row of size elements into p pieces of plen elements
 // (the last shorter), each at most nnPiece.
@@ -44,17 +28,6 @@ func nnPieces(size int) (p, plen int) {
 	p = (size + nnPiece - 1) / nnPiece
 	plen = (size + p - 1) / p
 	return p, plen
-}
-
-// nnDistinct refuses a call whose destination is one of its sources, for
-// operations that cannot run in place.
-func nnDistinct(op string, dst *Buffer, srcs ...*Buffer) error {
-	for _, s := range srcs {
-		if dst != nil && dst == s {
-			return fmt.Errorf("%w: %s: destination is also a source (not in place)", ErrShape, op)
-		}
-	}
-	return nil
 }
 
 // Pool is MaxPool3d or AveragePool3d with ONNX semantics.
@@ -74,22 +47,7 @@ func (c *cpuBackend) Pool(dst, src *Buffer, p PoolSpec) error {
 	if err != nil {
 		return err
 	}
-	nIn, err := nnSize("pool input", p.N, p.C, p.In[0], p.In[1], p.In[2])
-	if err != nil {
-		return err
-	}
-	nOut, err := nnSize("pool output", p.N, p.C, out[0], out[1], out[2])
-	if err != nil {
-		return err
-	}
-	if err := nnDistinct("pool", dst, src); err != nil {
-		return err
-	}
-	s, err := c.f32(src, nIn, "pool source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, nOut, "pool destination")
+	d, s, err := c.volumes("pool", dst, src, p.N, p.C, p.C, p.In, out)
 	if err != nil {
 		return err
 	}
@@ -243,18 +201,14 @@ func (ax *poolAxis) reduceRows(acc, rows []float32, w int, isMax bool) {
 
 // GlobalAvgPool: dst[i] is the mean of channel i of src (float64 sums).
 func (c *cpuBackend) GlobalAvgPool(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := nnSize("global average pool", n, ch, spatial)
+	total, err := channelsSize("global average pool", n, ch, spatial)
 	if err != nil {
 		return err
 	}
-	if err := nnDistinct("global average pool", dst, src); err != nil {
+	if err := checkDistinct("global average pool", dst, src); err != nil {
 		return err
 	}
-	s, err := c.f32(src, total, "global average pool source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, n*ch, "global average pool destination")
+	d, s, err := c.srcDst("global average pool", src, total, dst, n*ch)
 	if err != nil {
 		return err
 	}
@@ -380,32 +334,11 @@ const nnFuseRow = 1 << 18
 // of them; longer ones take a parallel pass for the statistics and
 // another for the output. Works in place.
 func (c *cpuBackend) InstanceNorm(dst, src, scale, bias *Buffer, n, ch, spatial int, eps float32, act Activation) error {
-	total, err := nnSize("instance norm", n, ch, spatial)
+	d, s, prm, err := c.normArgs("instance norm", dst, src, n, ch, spatial, eps, act, scale, bias)
 	if err != nil {
 		return err
 	}
-	if err := act.valid(); err != nil {
-		return err
-	}
-	if !(eps >= 0) || math.IsInf(float64(eps), 0) {
-		return fmt.Errorf("%w: instance norm epsilon %v", ErrShape, eps)
-	}
-	s, err := c.f32(src, total, "instance norm source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, total, "instance norm destination")
-	if err != nil {
-		return err
-	}
-	sc, err := c.f32(scale, ch, "instance norm scale")
-	if err != nil {
-		return err
-	}
-	bi, err := c.f32(bias, ch, "instance norm bias")
-	if err != nil {
-		return err
-	}
+	sc, bi := prm[0], prm[1]
 	rows := n * ch
 	p, plen := nnPieces(spatial)
 	coef := func(r int, part []nnMoments) nnCoef {
@@ -486,34 +419,33 @@ func nnAffineAct(d, s []float32, c nnCoef, act Activation) {
 	}
 }
 
+// normArgs checks a normalisation (checkNorm), its float32 source and
+// destination, and ch values in each per-channel parameter (normParams'
+// order). It returns the destination's, the source's and the parameters'
+// elements.
+func (c *cpuBackend) normArgs(op string, dst, src *Buffer, n, ch, spatial int, eps float32, act Activation, params ...*Buffer) (d, s []float32, prm [len(normParams)][]float32, err error) {
+	total, err := checkNorm(op, n, ch, spatial, eps, act)
+	if err != nil {
+		return nil, nil, prm, err
+	}
+	if d, s, err = c.srcDst(op, src, total, dst, total); err != nil {
+		return nil, nil, prm, err
+	}
+	for i, p := range params {
+		if prm[i], err = c.f32(p, ch, op+" "+normParams[i]); err != nil {
+			return nil, nil, prm, err
+		}
+	}
+	return d, s, prm, nil
+}
+
 // BatchNorm is inference batch normalisation:
 // dst = (src-mean)*(scale/sqrt(variance+eps)) + bias per channel, then
 // act.
 func (c *cpuBackend) BatchNorm(dst, src, scale, bias, mean, variance *Buffer, n, ch, spatial int, eps float32, act Activation) error {
-	total, err := nnSize("batch norm", n, ch, spatial)
+	d, s, prm, err := c.normArgs("batch norm", dst, src, n, ch, spatial, eps, act, scale, bias, mean, variance)
 	if err != nil {
 		return err
-	}
-	if err := act.valid(); err != nil {
-		return err
-	}
-	if !(eps >= 0) || math.IsInf(float64(eps), 0) {
-		return fmt.Errorf("%w: batch norm epsilon %v", ErrShape, eps)
-	}
-	s, err := c.f32(src, total, "batch norm source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, total, "batch norm destination")
-	if err != nil {
-		return err
-	}
-	var prm [4][]float32
-	for i, b := range []*Buffer{scale, bias, mean, variance} {
-		what := [...]string{"scale", "bias", "mean", "variance"}[i]
-		if prm[i], err = c.f32(b, ch, "batch norm "+what); err != nil {
-			return err
-		}
 	}
 	cf := make([]nnCoef, n*ch)
 	for r := range cf {
@@ -532,15 +464,11 @@ const nnBlock = 512
 // Softmax over channels: for each voxel, exp(x-max)/sum over channels of
 // exp(x-max) (nnExp). A NaN makes its voxel NaN. Works in place.
 func (c *cpuBackend) Softmax(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := nnSize("softmax", n, ch, spatial)
+	total, err := channelsSize("softmax", n, ch, spatial)
 	if err != nil {
 		return err
 	}
-	s, err := c.f32(src, total, "softmax source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, total, "softmax destination")
+	d, s, err := c.srcDst("softmax", src, total, dst, total)
 	if err != nil {
 		return err
 	}
@@ -671,7 +599,7 @@ func (c *cpuBackend) Concat(dst *Buffer, srcs []*Buffer, outer int, inner []int)
 	if width == 0 {
 		return fmt.Errorf("%w: concat of empty sources", ErrShape)
 	}
-	if err := nnDistinct("concat", dst, srcs...); err != nil {
+	if err := checkDistinct("concat", dst, srcs...); err != nil {
 		return err
 	}
 	d, err := c.f32(dst, outer*width, "concat destination")
@@ -735,30 +663,10 @@ func (c *cpuBackend) Concat(dst *Buffer, srcs []*Buffer, outer int, inner []int)
 // separably: two source slices blend into one, its rows blend into one,
 // and that row is sampled along W.
 func (c *cpuBackend) Resize(dst, src *Buffer, r ResizeSpec) error {
-	nIn, err := nnSize("resize input", r.N, r.C, r.In[0], r.In[1], r.In[2])
-	if err != nil {
+	if err := checkResize(r); err != nil {
 		return err
 	}
-	nOut, err := nnSize("resize output", r.N, r.C, r.Out[0], r.Out[1], r.Out[2])
-	if err != nil {
-		return err
-	}
-	if r.Mode != Linear && r.Mode != Nearest || r.Coord > CoordAsymmetric || r.Nearest > NearestCeil {
-		return fmt.Errorf("%w: resize mode %d coordinates %d nearest %d", ErrShape, r.Mode, r.Coord, r.Nearest)
-	}
-	for a, sc := range r.Scale {
-		if !(sc >= 0) || math.IsInf(sc, 0) {
-			return fmt.Errorf("%w: resize axis %d: scale %v", ErrShape, a, sc)
-		}
-	}
-	if err := nnDistinct("resize", dst, src); err != nil {
-		return err
-	}
-	s, err := c.f32(src, nIn, "resize source")
-	if err != nil {
-		return err
-	}
-	d, err := c.f32(dst, nOut, "resize destination")
+	d, s, err := c.volumes("resize", dst, src, r.N, r.C, r.C, r.In, r.Out)
 	if err != nil {
 		return err
 	}
@@ -820,6 +728,25 @@ type resizeAxis struct {
 }
 
 func newResizeAxis(r ResizeSpec, a int) resizeAxis {
+	out := r.Out[a]
+	ax := resizeAxis{i0: make([]int, out), i1: make([]int, out), w0: make([]float32, out), w1: make([]float32, out)}
+	for o := range out {
+		i0, i1, w := resizeTap(r, a, o)
+		ax.i0[o], ax.i1[o] = i0, i1
+		if r.Mode != Nearest {
+			ax.w1[o] = float32(w)
+			ax.w0[o] = 1 - ax.w1[o]
+		}
+	}
+	return ax
+}
+
+// resizeTap is where output index o of axis a of a Resize reads (both
+// backends build their tables with it): the source voxels i0 and i1 and
+// the weight w of i1. Nearest: i0 = i1, the coordinate rounded by the
+// nearest mode and clamped to the input, w = 0. Linear: the coordinate
+// clamped to [0, in-1], between its floor and the next voxel.
+func resizeTap(r ResizeSpec, a, o int) (i0, i1 int, w float64) {
 	in, out := r.In[a], r.Out[a]
 	// inv maps output to input lengths: 1/scale, or in/out exactly
 	// when the spec gives no scale.
@@ -827,46 +754,39 @@ func newResizeAxis(r ResizeSpec, a int) resizeAxis {
 	if sc := r.Scale[a]; sc != 0 {
 		inv = func(x float64) float64 { return x / sc }
 	}
-	ax := resizeAxis{i0: make([]int, out), i1: make([]int, out), w0: make([]float32, out), w1: make([]float32, out)}
-	for o := range out {
-		var x float64
-		switch r.Coord {
-		case CoordHalfPixel:
+	var x float64
+	switch r.Coord {
+	case CoordHalfPixel:
+		x = inv(float64(o)+0.5) - 0.5
+	case CoordPyTorchHalfPixel:
+		if out > 1 {
 			x = inv(float64(o)+0.5) - 0.5
-		case CoordPyTorchHalfPixel:
-			if out > 1 {
-				x = inv(float64(o)+0.5) - 0.5
-			}
-		case CoordAlignCorners:
-			if out > 1 {
-				x = float64(o) * float64(in-1) / float64(out-1)
-			}
-		case CoordAsymmetric:
-			x = inv(float64(o))
 		}
-		if r.Mode == Nearest {
-			var f float64
-			switch r.Nearest {
-			case NearestRoundPreferFloor:
-				f = math.Ceil(x - 0.5)
-			case NearestRoundPreferCeil:
-				f = math.Floor(x + 0.5)
-			case NearestFloor:
-				f = math.Floor(x)
-			case NearestCeil:
-				f = math.Ceil(x)
-			}
-			i := int(max(0, min(f, float64(in-1))))
-			ax.i0[o], ax.i1[o] = i, i
-			continue
+	case CoordAlignCorners:
+		if out > 1 {
+			x = float64(o) * float64(in-1) / float64(out-1)
 		}
-		x = max(0, min(x, float64(in-1)))
-		i := int(x)
-		ax.i0[o], ax.i1[o] = i, min(i+1, in-1)
-		ax.w1[o] = float32(x - float64(i))
-		ax.w0[o] = 1 - ax.w1[o]
+	case CoordAsymmetric:
+		x = inv(float64(o))
 	}
-	return ax
+	if r.Mode == Nearest {
+		var f float64
+		switch r.Nearest {
+		case NearestRoundPreferFloor:
+			f = math.Ceil(x - 0.5)
+		case NearestRoundPreferCeil:
+			f = math.Floor(x + 0.5)
+		case NearestFloor:
+			f = math.Floor(x)
+		case NearestCeil:
+			f = math.Ceil(x)
+		}
+		i := int(max(0, min(f, float64(in-1))))
+		return i, i, 0
+	}
+	x = max(0, min(x, float64(in-1)))
+	i := int(x)
+	return i, min(i+1, in-1), x - float64(i)
 }
 
 // blend returns the linear blend of the two source rows (of length w, in
@@ -931,7 +851,7 @@ func (c *cpuBackend) Max(src *Buffer, n int) (float32, error) {
 // Argmax writes each voxel's first largest channel (NaNs never win
 // unless channel 0 holds one).
 func (c *cpuBackend) Argmax(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := nnSize("argmax", n, ch, spatial)
+	total, err := channelsSize("argmax", n, ch, spatial)
 	if err != nil {
 		return err
 	}

@@ -43,28 +43,6 @@ func runTask[A any](p *sync.Pool, n, grain int, a A) {
 // handing to one goroutine.
 const elemGrain = 1 << 15
 
-// voxelCount is the product of a size, or -1 when an axis is not positive
-// or the product would not fit the int range (buffers are far smaller).
-func voxelCount(s [3]int) int {
-	n := 1
-	for _, v := range s {
-		if v <= 0 || v > 1<<40/n {
-			return -1
-		}
-		n *= v
-	}
-	return n
-}
-
-// volCount is n×c volumes of size voxels, or -1 when invalid.
-func volCount(n, c int, size [3]int) int {
-	v := voxelCount(size)
-	if n <= 0 || c <= 0 || v < 0 || n > 1<<40/c || n*c > 1<<40/v {
-		return -1
-	}
-	return n * c * v
-}
-
 // ---- Rescale ----
 
 type rescaleArgs struct {
@@ -226,26 +204,36 @@ type axisTaps struct {
 // resampleTaps computes one axis's taps into t (slices of length dst).
 func resampleTaps(t *axisTaps, dst, src, stride int, scale, offset float64, mode Interp) {
 	for d := 0; d < dst; d++ {
-		x := offset + scale*float64(d)
-		if mode == Nearest {
-			f := math.Floor(x + 0.5)
-			if !(f >= 0 && f <= float64(src-1)) {
-				t.i0[d], t.i1[d], t.w[d] = -1, -1, 0
-				continue
-			}
-			t.i0[d], t.i1[d], t.w[d] = int32(int(f)*stride), int32(int(f)*stride), 0
-			continue
-		}
-		if !(x >= -ResampleEdge && x <= float64(src-1)+ResampleEdge) {
+		i0, i1, w, ok := resampleTap(d, src, scale, offset, mode)
+		if !ok {
 			t.i0[d], t.i1[d], t.w[d] = -1, -1, 0
 			continue
 		}
-		x = min(max(x, 0), float64(src-1))
-		i := min(int(x), max(src-2, 0))
-		w := x - float64(i)
-		j := min(i+1, src-1)
-		t.i0[d], t.i1[d], t.w[d] = int32(i*stride), int32(j*stride), float32(w)
+		t.i0[d], t.i1[d], t.w[d] = int32(i0*stride), int32(i1*stride), float32(w)
 	}
+}
+
+// resampleTap is where destination index d reads along one axis of src
+// voxels (both backends build their tables with it), at x = offset +
+// scale*d: the source voxels i0 and i1 and the weight w of i1, ok false
+// for a point outside (fill). Nearest: the voxel floor(x+0.5), w = 0.
+// Linear: x within ResampleEdge of [0, src-1], clamped to it, between
+// voxel min(floor(x), src-2) and the next.
+func resampleTap(d, src int, scale, offset float64, mode Interp) (i0, i1 int, w float64, ok bool) {
+	x := offset + scale*float64(d)
+	if mode == Nearest {
+		f := math.Floor(x + 0.5)
+		if !(f >= 0 && f <= float64(src-1)) {
+			return 0, 0, 0, false
+		}
+		return int(f), int(f), 0, true
+	}
+	if !(x >= -ResampleEdge && x <= float64(src-1)+ResampleEdge) {
+		return 0, 0, 0, false
+	}
+	x = min(max(x, 0), float64(src-1))
+	i := min(int(x), max(src-2, 0))
+	return i, min(i+1, src-1), x - float64(i), true
 }
 
 type resampleArgs struct {
@@ -359,28 +347,15 @@ var resamplePool = newTaskPool(func(a *resampleArgs, lo, hi int) {
 //
 // Parallel over destination slices (D). dst and src must be distinct.
 func (c *cpuBackend) Resample(dst, src *Buffer, dstSize, srcSize [3]int, m AxisMap, mode Interp, fill float32) error {
-	nd, ns := voxelCount(dstSize), voxelCount(srcSize)
-	if nd < 0 || ns < 0 || ns > math.MaxInt32 {
-		return fmt.Errorf("%w: resample from %v to %v voxels", ErrShape, srcSize, dstSize)
+	if err := checkResample(m, mode); err != nil {
+		return err
 	}
-	if mode != Linear && mode != Nearest {
-		return fmt.Errorf("%w: resample interpolation %d", ErrShape, mode)
-	}
-	for a := 0; a < 3; a++ {
-		if math.IsNaN(m.Scale[a]) || math.IsInf(m.Scale[a], 0) || math.IsNaN(m.Offset[a]) || math.IsInf(m.Offset[a], 0) {
-			return fmt.Errorf("%w: resample map scale %v offset %v", ErrShape, m.Scale, m.Offset)
-		}
-	}
-	d, err := c.f32(dst, nd, "resample destination")
+	d, s, err := c.volumes("resample", dst, src, 1, 1, 1, srcSize, dstSize)
 	if err != nil {
 		return err
 	}
-	s, err := c.f32(src, ns, "resample source")
-	if err != nil {
-		return err
-	}
-	if dst == src {
-		return fmt.Errorf("%w: resample in place", ErrShape)
+	if len(s) > math.MaxInt32 {
+		return fmt.Errorf("%w: resample from %v voxels", ErrShape, srcSize)
 	}
 	sc := resampleScratchPool.Get().(*resampleScratch)
 	sc.size(dstSize)
@@ -434,20 +409,9 @@ var flipPool = newTaskPool(func(a *flipArgs, lo, hi int) {
 // voxel (z, y, x) is src voxel (D-1-z, y, x) when axes[0], and so on.
 // dst and src must be distinct.
 func (c *cpuBackend) Flip(dst, src *Buffer, n, ch int, size [3]int, axes [3]bool) error {
-	total := volCount(n, ch, size)
-	if total < 0 {
-		return fmt.Errorf("%w: flip of %d×%d volumes of %v", ErrShape, n, ch, size)
-	}
-	d, err := c.f32(dst, total, "flip destination")
+	d, s, err := c.volumes("flip", dst, src, n, ch, ch, size, size)
 	if err != nil {
 		return err
-	}
-	s, err := c.f32(src, total, "flip source")
-	if err != nil {
-		return err
-	}
-	if dst == src {
-		return fmt.Errorf("%w: flip in place", ErrShape)
 	}
 	grain := max(1, elemGrain/(size[1]*size[2]))
 	runTask(flipPool, n*ch*size[0], grain, flipArgs{dst: d, src: s, size: size, axes: axes})
@@ -497,25 +461,14 @@ var cropPadPool = newTaskPool(func(a *cropPadArgs, lo, hi int) {
 // when that lies outside src (a negative offset pads before, a positive
 // one crops). dst and src must be distinct.
 func (c *cpuBackend) CropPad(dst, src *Buffer, n, ch int, srcSize, dstSize [3]int, offset [3]int, fill float32) error {
-	ns, nd := volCount(n, ch, srcSize), volCount(n, ch, dstSize)
-	if ns < 0 || nd < 0 {
-		return fmt.Errorf("%w: crop/pad of %d×%d volumes from %v to %v", ErrShape, n, ch, srcSize, dstSize)
-	}
 	for a := 0; a < 3; a++ {
 		if offset[a] < -1<<40 || offset[a] > 1<<40 {
 			return fmt.Errorf("%w: crop/pad offset %v", ErrShape, offset)
 		}
 	}
-	d, err := c.f32(dst, nd, "crop/pad destination")
+	d, s, err := c.volumes("crop/pad", dst, src, n, ch, ch, srcSize, dstSize)
 	if err != nil {
 		return err
-	}
-	s, err := c.f32(src, ns, "crop/pad source")
-	if err != nil {
-		return err
-	}
-	if dst == src {
-		return fmt.Errorf("%w: crop/pad in place", ErrShape)
 	}
 	grain := max(1, elemGrain/(dstSize[1]*dstSize[2]))
 	runTask(cropPadPool, n*ch*dstSize[0], grain, cropPadArgs{
@@ -548,11 +501,7 @@ func (c *cpuBackend) Activate(dst, src *Buffer, n int, act Activation) error {
 	if n < 0 {
 		return fmt.Errorf("%w: activate %d values", ErrShape, n)
 	}
-	d, err := c.f32(dst, n, "activate destination")
-	if err != nil {
-		return err
-	}
-	s, err := c.f32(src, n, "activate source")
+	d, s, err := c.srcDst("activate", src, n, dst, n)
 	if err != nil {
 		return err
 	}

@@ -310,16 +310,7 @@ func cudaErr(op string, err error) error {
 // check says whether b is a live buffer of this backend, of type dt,
 // holding at least n elements.
 func (c *cudaBackend) check(b *Buffer, dt DType, n int, what string) error {
-	if b == nil || b.owner != Backend(c) || b.freed {
-		return fmt.Errorf("%w: %s", ErrBackend, what)
-	}
-	if b.dtype != dt {
-		return fmt.Errorf("%w: %s is %v, want %v", ErrShape, what, b.dtype, dt)
-	}
-	if n < 0 || b.n < n {
-		return fmt.Errorf("%w: %s holds %d elements, need %d", ErrShape, what, b.n, n)
-	}
-	return nil
+	return checkBuffer(c, b, dt, n, what)
 }
 
 // f32 checks a float32 buffer of at least n elements.
@@ -327,27 +318,23 @@ func (c *cudaBackend) f32(b *Buffer, n int, what string) error {
 	return c.check(b, Float32, n, what)
 }
 
-func (c *cudaBackend) Upload(dst *Buffer, src any) error {
-	var p unsafe.Pointer
-	var n int
-	var dt DType
-	switch s := src.(type) {
+// hostMem returns the address, length and element type of a host slice
+// of float32, int16 or uint8 (ok false for anything else).
+func hostMem(x any) (p unsafe.Pointer, n int, dt DType, ok bool) {
+	switch s := x.(type) {
 	case []float32:
-		n, dt = len(s), Float32
-		if n > 0 {
-			p = unsafe.Pointer(&s[0])
-		}
+		return unsafe.Pointer(unsafe.SliceData(s)), len(s), Float32, true
 	case []int16:
-		n, dt = len(s), Int16
-		if n > 0 {
-			p = unsafe.Pointer(&s[0])
-		}
+		return unsafe.Pointer(unsafe.SliceData(s)), len(s), Int16, true
 	case []uint8:
-		n, dt = len(s), Uint8
-		if n > 0 {
-			p = unsafe.Pointer(&s[0])
-		}
-	default:
+		return unsafe.Pointer(unsafe.SliceData(s)), len(s), Uint8, true
+	}
+	return nil, 0, 0, false
+}
+
+func (c *cudaBackend) Upload(dst *Buffer, src any) error {
+	p, n, dt, ok := hostMem(src)
+	if !ok {
 		return fmt.Errorf("%w: upload of %T", ErrShape, src)
 	}
 	if err := c.check(dst, dt, n, "upload destination"); err != nil {
@@ -364,26 +351,8 @@ func (c *cudaBackend) Upload(dst *Buffer, src any) error {
 }
 
 func (c *cudaBackend) Download(dst any, src *Buffer) error {
-	var p unsafe.Pointer
-	var n int
-	var dt DType
-	switch d := dst.(type) {
-	case []float32:
-		n, dt = len(d), Float32
-		if n > 0 {
-			p = unsafe.Pointer(&d[0])
-		}
-	case []int16:
-		n, dt = len(d), Int16
-		if n > 0 {
-			p = unsafe.Pointer(&d[0])
-		}
-	case []uint8:
-		n, dt = len(d), Uint8
-		if n > 0 {
-			p = unsafe.Pointer(&d[0])
-		}
-	default:
+	p, n, dt, ok := hostMem(dst)
+	if !ok {
 		return fmt.Errorf("%w: download into %T", ErrShape, dst)
 	}
 	if err := c.check(src, dt, n, "download source"); err != nil {

@@ -78,12 +78,7 @@ conv_body(float *__restrict__ out, const float *__restrict__ in,
 
   for (long long b = blockIdx.z; b < nb; b += gridDim.z) {
     const float *inb = in + b * Cin * inVol;
-    float acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-      for (int j = 0; j < 4; j++)
-        acc[i][j] = 0.f;
+    float acc[4][4] = {};
 
     // Register prefetch: the next K step's weights and gathered inputs
     // load while the current step computes from shared memory.
@@ -193,6 +188,33 @@ CONV_KERNEL(conv3d_igemm_m64, 64, 64)
 CONV_KERNEL(conv3d_igemm_m32, 32, 128)
 CONV_KERNEL(conv3d_igemm_m16, 16, 256)
 
+// load_tile stores the BK x W tile of an operand at (k0, w0) into s,
+// zeros outside K x Wn. kMajor: the operand is K x Wn in memory
+// (x[k*Wn+w]), else Wn x K (x[w*K+k]); consecutive threads walk the
+// contiguous axis. 256 threads, BK*W = 1024.
+template <int W>
+__device__ __forceinline__ void
+load_tile(float (*s)[W], const float *__restrict__ x, bool kMajor, long long k0,
+          long long w0, long long K, long long Wn, int tid) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    int e = tid + 256 * i;
+    int kk, ww;
+    if (kMajor) {
+      kk = e / W;
+      ww = e % W;
+    } else {
+      ww = e / BK;
+      kk = e % BK;
+    }
+    long long k = k0 + kk, w = w0 + ww;
+    float v = 0.f;
+    if (k < K && w < Wn)
+      v = kMajor ? x[k * Wn + w] : x[w * K + k];
+    s[kk][ww] = v;
+  }
+}
+
 // gemm_tiled: d[m x n] = alpha * op(a) op(b) + beta * c, with op(a)[i][k] =
 // transA ? a[k*M+i] : a[i*K+k] and op(b)[k][j] = transB ? b[j*K+k] :
 // b[k*N+j]. cMode: 0 none, 1 c[j] (row vector), 2 c[i] (column vector), 3
@@ -207,48 +229,11 @@ extern "C" __global__ void __launch_bounds__(256)
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const long long n0 = (long long)blockIdx.x * BN;
   const long long m0 = (long long)blockIdx.y * BM;
-  float acc[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; i++)
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-      acc[i][j] = 0.f;
+  float acc[4][4] = {};
 
   for (long long k0 = 0; k0 < K; k0 += BK) {
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      int e = tid + 256 * i;
-      int kk, mm;
-      if (transA) { // a is K x M: consecutive threads walk m
-        kk = e / BM;
-        mm = e % BM;
-      } else { // a is M x K: consecutive threads walk k
-        mm = e / BK;
-        kk = e % BK;
-      }
-      long long k = k0 + kk, m = m0 + mm;
-      float v = 0.f;
-      if (k < K && m < M)
-        v = transA ? a[k * M + m] : a[m * K + k];
-      As[kk][mm] = v;
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      int e = tid + 256 * i;
-      int kk, nn;
-      if (transB) { // b is N x K: walk k
-        nn = e / BK;
-        kk = e % BK;
-      } else { // b is K x N: walk n
-        kk = e / BN;
-        nn = e % BN;
-      }
-      long long k = k0 + kk, nj = n0 + nn;
-      float v = 0.f;
-      if (k < K && nj < N)
-        v = transB ? b[nj * K + k] : b[k * N + nj];
-      Bs[kk][nn] = v;
-    }
+    load_tile<BM>(As, a, transA, k0, m0, K, M, tid);
+    load_tile<BN>(Bs, b, !transB, k0, n0, K, N, tid);
     __syncthreads();
     TILE_FMA();
     __syncthreads();

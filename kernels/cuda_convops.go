@@ -246,21 +246,7 @@ func (c *cudaBackend) RunConv(cv *Conv, dst, src *Buffer) error {
 		return fmt.Errorf("%w: conv released", ErrBackend)
 	}
 	s := cv.Spec
-	ni, err := cudaProd("conv", s.N, s.Cin, Voxels(s.In))
-	if err != nil {
-		return err
-	}
-	no, err := cudaProd("conv", s.N, s.Cout, Voxels(cv.Out))
-	if err != nil {
-		return err
-	}
-	if err := c.f32(src, ni, "conv source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, no, "conv destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("conv", dst, src); err != nil {
+	if _, _, err := c.volumes("conv", dst, src, s.N, s.Cin, s.Cout, s.In, cv.Out); err != nil {
 		return err
 	}
 	// The tile: output channels x voxels, 64 x 64, 32 x 128 or 16 x 256.
@@ -334,7 +320,7 @@ func (c *cudaBackend) Gemm(dst, a, b, cm *Buffer, m, n, k int, transA, transB bo
 	if err := c.f32(dst, nd, "gemm destination"); err != nil {
 		return err
 	}
-	if err := cudaDistinct("gemm", dst, a, b); err != nil {
+	if err := checkDistinct("gemm", dst, a, b); err != nil {
 		return err
 	}
 	mode := 0

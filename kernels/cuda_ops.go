@@ -47,27 +47,50 @@ func cudaSize(op string, s [3]int) (int, error) {
 	return cudaProd(op, s[0], s[1], s[2])
 }
 
-// cudaDistinct refuses a destination that is also a source of an
-// operation that does not work in place.
-func cudaDistinct(op string, dst *Buffer, srcs ...*Buffer) error {
-	for _, s := range srcs {
-		if dst != nil && dst == s {
-			return fmt.Errorf("%w: %s does not work in place", ErrShape, op)
-		}
+// srcDst checks an operation's float32 source of ns elements and its
+// destination of nd.
+func (c *cudaBackend) srcDst(op string, src *Buffer, ns int, dst *Buffer, nd int) error {
+	if err := checkBufferOf(c, src, Float32, ns, op, "source"); err != nil {
+		return err
 	}
-	return nil
+	return checkBufferOf(c, dst, Float32, nd, op, "destination")
+}
+
+// volumes checks an operation from n volumes of cin channels and size in
+// (src) to n volumes of cout channels and size out (dst): positive counts,
+// every axis in range, float32 buffers that hold them, dst not src. It
+// returns the source's and the destination's element counts.
+func (c *cudaBackend) volumes(op string, dst, src *Buffer, n, cin, cout int, in, out [3]int) (ns, nd int, err error) {
+	if n <= 0 || cin <= 0 || cout <= 0 {
+		return 0, 0, fmt.Errorf("%w: %s of %d volumes of %d channels into %d", ErrShape, op, n, cin, cout)
+	}
+	vi, err := cudaSize(op, in)
+	if err != nil {
+		return 0, 0, err
+	}
+	vo, err := cudaSize(op, out)
+	if err != nil {
+		return 0, 0, err
+	}
+	if ns, err = cudaProd(op, n, cin, vi); err != nil {
+		return 0, 0, err
+	}
+	if nd, err = cudaProd(op, n, cout, vo); err != nil {
+		return 0, 0, err
+	}
+	if err := c.srcDst(op, src, ns, dst, nd); err != nil {
+		return 0, 0, err
+	}
+	if err := checkDistinct(op, dst, src); err != nil {
+		return 0, 0, err
+	}
+	return ns, nd, nil
 }
 
 // ---- copy, fill, rescale, activate ----
 
 func (c *cudaBackend) Copy(dst, src *Buffer, n int) error {
-	if src == nil || dst == nil {
-		return fmt.Errorf("%w: copy of nil", ErrBackend)
-	}
-	if err := c.check(src, src.dtype, n, "copy source"); err != nil {
-		return err
-	}
-	if err := c.check(dst, src.dtype, n, "copy destination"); err != nil {
+	if err := checkCopy(c, dst, src, n); err != nil {
 		return err
 	}
 	if n == 0 || dst == src {
@@ -123,10 +146,7 @@ func (c *cudaBackend) Activate(dst, src *Buffer, n int, act Activation) error {
 	if err := act.valid(); err != nil {
 		return err
 	}
-	if err := c.f32(src, n, "activate source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, n, "activate destination"); err != nil {
+	if err := c.srcDst("activate", src, n, dst, n); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -222,69 +242,21 @@ func (c *cudaBackend) Binary(op BinOp, dst, a, b *Buffer, outShape, aShape, bSha
 // ---- layout ----
 
 func (c *cudaBackend) Flip(dst, src *Buffer, n, ch int, size [3]int, axes [3]bool) error {
-	vox, err := cudaSize("flip", size)
-	if err != nil {
+	if _, _, err := c.volumes("flip", dst, src, n, ch, ch, size, size); err != nil {
 		return err
-	}
-	if n <= 0 || ch <= 0 {
-		return fmt.Errorf("%w: flip of %d×%d volumes of %v", ErrShape, n, ch, size)
-	}
-	total, err := cudaProd("flip", n, ch, vox)
-	if err != nil {
-		return err
-	}
-	if err := c.f32(src, total, "flip source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, total, "flip destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("flip", dst, src); err != nil {
-		return err
-	}
-	if total == 0 {
-		return nil
 	}
 	rows := n * ch * size[0] * size[1]
 	return c.run("flip", rowGrid(rows), rowBlock, dst, src, n*ch, size[0], size[1], size[2], axes[0], axes[1], axes[2])
 }
 
 func (c *cudaBackend) CropPad(dst, src *Buffer, n, ch int, srcSize, dstSize [3]int, offset [3]int, fill float32) error {
-	sv, err := cudaSize("croppad", srcSize)
-	if err != nil {
-		return err
-	}
-	if n <= 0 || ch <= 0 {
-		return fmt.Errorf("%w: crop/pad of %d×%d volumes", ErrShape, n, ch)
-	}
-	dv, err := cudaSize("croppad", dstSize)
-	if err != nil {
-		return err
-	}
-	ns, err := cudaProd("croppad", n, ch, sv)
-	if err != nil {
-		return err
-	}
-	nd, err := cudaProd("croppad", n, ch, dv)
-	if err != nil {
-		return err
-	}
 	for a, o := range offset {
 		if o < -cudaMaxElems || o > cudaMaxElems {
 			return fmt.Errorf("%w: croppad offset %d on axis %d", ErrShape, o, a)
 		}
 	}
-	if err := c.f32(src, ns, "croppad source"); err != nil {
+	if _, _, err := c.volumes("croppad", dst, src, n, ch, ch, srcSize, dstSize); err != nil {
 		return err
-	}
-	if err := c.f32(dst, nd, "croppad destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("croppad", dst, src); err != nil {
-		return err
-	}
-	if nd == 0 {
-		return nil
 	}
 	rows := n * ch * dstSize[0] * dstSize[1]
 	return c.run("croppad", rowGrid(rows), rowBlock, dst, src, n*ch,
@@ -305,7 +277,7 @@ func (c *cudaBackend) Concat(dst *Buffer, srcs []*Buffer, outer int, inner []int
 		if err := c.f32(srcs[i], n, fmt.Sprintf("concat source %d", i)); err != nil {
 			return err
 		}
-		if err := cudaDistinct("concat", dst, srcs[i]); err != nil {
+		if err := checkDistinct("concat", dst, srcs[i]); err != nil {
 			return err
 		}
 		total += in
@@ -383,53 +355,20 @@ func (c *cudaBackend) sample(dst, src *Buffer, tab sampleTable, nc int, in, out 
 }
 
 func (c *cudaBackend) Resample(dst, src *Buffer, dstSize, srcSize [3]int, m AxisMap, mode Interp, fill float32) error {
-	if mode != Linear && mode != Nearest {
-		return fmt.Errorf("%w: resample mode %d", ErrShape, mode)
-	}
-	nd, err := cudaSize("resample", dstSize)
-	if err != nil {
+	if err := checkResample(m, mode); err != nil {
 		return err
 	}
-	ns, err := cudaSize("resample", srcSize)
+	ns, _, err := c.volumes("resample", dst, src, 1, 1, 1, srcSize, dstSize)
 	if err != nil {
 		return err
 	}
 	if ns > math.MaxInt32 {
 		return fmt.Errorf("%w: resample from %v voxels", ErrShape, srcSize)
 	}
-	for a := 0; a < 3; a++ {
-		if math.IsNaN(m.Scale[a]) || math.IsInf(m.Scale[a], 0) || math.IsNaN(m.Offset[a]) || math.IsInf(m.Offset[a], 0) {
-			return fmt.Errorf("%w: resample map scale %v offset %v", ErrShape, m.Scale, m.Offset)
-		}
-	}
-	if err := c.f32(src, ns, "resample source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, nd, "resample destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("resample", dst, src); err != nil {
-		return err
-	}
 	var tab sampleTable
 	for a := 0; a < 3; a++ {
-		n, sc, off := srcSize[a], m.Scale[a], m.Offset[a]
 		tab.axis(dstSize[a], func(x int) (int, int, float64, bool) {
-			s := off + sc*float64(x)
-			if mode == Nearest {
-				f := math.Floor(s + 0.5)
-				if !(f >= 0 && f <= float64(n-1)) {
-					return 0, 0, 0, false
-				}
-				return int(f), int(f), 0, true
-			}
-			// The CPU's taps (ResampleEdge tolerance, clamped).
-			if !(s >= -ResampleEdge && s <= float64(n-1)+ResampleEdge) {
-				return 0, 0, 0, false
-			}
-			s = min(max(s, 0), float64(n-1))
-			i0 := min(int(s), max(n-2, 0))
-			return i0, min(i0+1, n-1), s - float64(i0), true
+			return resampleTap(x, srcSize[a], m.Scale[a], m.Offset[a], mode)
 		})
 	}
 	mode3 := sampleNearest
@@ -439,93 +378,18 @@ func (c *cudaBackend) Resample(dst, src *Buffer, dstSize, srcSize [3]int, m Axis
 	return c.sample(dst, src, tab, 1, srcSize, dstSize, mode3, fill)
 }
 
-// resizeSource is the input coordinate of output index x along one axis
-// (ONNX coordinate_transformation_mode), with the CPU's arithmetic: x/scale
-// when the spec sets a scale, else x*in/out.
-func resizeSource(x, in, out int, scale float64, mode ResizeCoord) float64 {
-	inv := func(v float64) float64 { return v * float64(in) / float64(out) }
-	if scale != 0 {
-		inv = func(v float64) float64 { return v / scale }
-	}
-	xf := float64(x)
-	switch mode {
-	case CoordPyTorchHalfPixel:
-		if out == 1 {
-			return 0
-		}
-		return inv(xf+0.5) - 0.5
-	case CoordAlignCorners:
-		if out == 1 {
-			return 0
-		}
-		return xf * float64(in-1) / float64(out-1)
-	case CoordAsymmetric:
-		return inv(xf)
-	}
-	return inv(xf+0.5) - 0.5
-}
-
 func (c *cudaBackend) Resize(dst, src *Buffer, r ResizeSpec) error {
-	if r.Mode != Linear && r.Mode != Nearest {
-		return fmt.Errorf("%w: resize mode %d", ErrShape, r.Mode)
-	}
-	if r.Coord > CoordAsymmetric || r.Nearest > NearestCeil {
-		return fmt.Errorf("%w: resize coordinate mode %d, nearest mode %d", ErrShape, r.Coord, r.Nearest)
-	}
-	if r.N <= 0 || r.C <= 0 {
-		return fmt.Errorf("%w: resize N=%d C=%d", ErrShape, r.N, r.C)
-	}
-	vi, err := cudaSize("resize", r.In)
-	if err != nil {
+	if err := checkResize(r); err != nil {
 		return err
 	}
-	vo, err := cudaSize("resize", r.Out)
-	if err != nil {
-		return err
-	}
-	ni, err := cudaProd("resize", r.N, r.C, vi)
-	if err != nil {
-		return err
-	}
-	no, err := cudaProd("resize", r.N, r.C, vo)
-	if err != nil {
-		return err
-	}
-	if err := c.f32(src, ni, "resize source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, no, "resize destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("resize", dst, src); err != nil {
+	if _, _, err := c.volumes("resize", dst, src, r.N, r.C, r.C, r.In, r.Out); err != nil {
 		return err
 	}
 	var tab sampleTable
 	for a := 0; a < 3; a++ {
-		in, out, scale := r.In[a], r.Out[a], r.Scale[a]
-		if !(scale >= 0) || math.IsInf(scale, 0) {
-			return fmt.Errorf("%w: resize scale %v on axis %d", ErrShape, scale, a)
-		}
-		tab.axis(out, func(x int) (int, int, float64, bool) {
-			s := resizeSource(x, in, out, scale, r.Coord)
-			if r.Mode == Nearest {
-				var f float64
-				switch r.Nearest {
-				case NearestRoundPreferFloor:
-					f = math.Ceil(s - 0.5)
-				case NearestRoundPreferCeil:
-					f = math.Floor(s + 0.5)
-				case NearestFloor:
-					f = math.Floor(s)
-				default:
-					f = math.Ceil(s)
-				}
-				i := int(min(max(f, 0), float64(in-1)))
-				return i, i, 0, true
-			}
-			s = min(max(s, 0), float64(in-1))
-			i0 := int(s)
-			return i0, min(i0+1, in-1), s - float64(i0), true
+		tab.axis(r.Out[a], func(x int) (int, int, float64, bool) {
+			i0, i1, w := resizeTap(r, a, x)
+			return i0, i1, w, true
 		})
 	}
 	mode := sampleNearest
@@ -537,30 +401,19 @@ func (c *cudaBackend) Resize(dst, src *Buffer, r ResizeSpec) error {
 
 // ---- channel operations ----
 
-// cudaNCS checks n, c, spatial > 0 and returns n*c*spatial.
-func cudaNCS(op string, n, ch, spatial int) (int, error) {
-	if n <= 0 || ch <= 0 || spatial <= 0 {
-		return 0, fmt.Errorf("%w: %s n=%d c=%d spatial=%d", ErrShape, op, n, ch, spatial)
-	}
-	return cudaProd(op, n, ch, spatial)
-}
-
 func (c *cudaBackend) Softmax(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := cudaNCS("softmax", n, ch, spatial)
+	total, err := channelsSize("softmax", n, ch, spatial)
 	if err != nil {
 		return err
 	}
-	if err := c.f32(src, total, "softmax source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, total, "softmax destination"); err != nil {
+	if err := c.srcDst("softmax", src, total, dst, total); err != nil {
 		return err
 	}
 	return c.run("softmax_c", c.linGrid(n*spatial), linBlock, dst, src, n, ch, spatial)
 }
 
 func (c *cudaBackend) Argmax(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := cudaNCS("argmax", n, ch, spatial)
+	total, err := channelsSize("argmax", n, ch, spatial)
 	if err != nil {
 		return err
 	}
@@ -583,25 +436,28 @@ func (c *cudaBackend) affine(dst, src, coef *Buffer, nc, ch, spatial int, perRow
 	return c.launch("chan_affine", dim3{gx, gy, 1}, linBlock, dst, src, coef, nc, ch, spatial, perRow, int(act.Kind), act.Alpha)
 }
 
-func (c *cudaBackend) InstanceNorm(dst, src, scale, bias *Buffer, n, ch, spatial int, eps float32, act Activation) error {
-	total, err := cudaNCS("instancenorm", n, ch, spatial)
+// normArgs checks a normalisation (checkNorm), its float32 source and
+// destination, and ch values in each per-channel parameter (normParams'
+// order).
+func (c *cudaBackend) normArgs(op string, dst, src *Buffer, n, ch, spatial int, eps float32, act Activation, params ...*Buffer) error {
+	total, err := checkNorm(op, n, ch, spatial, eps, act)
 	if err != nil {
 		return err
 	}
-	if err := act.valid(); err != nil {
+	if err := c.srcDst(op, src, total, dst, total); err != nil {
 		return err
 	}
-	if !(eps >= 0) || math.IsInf(float64(eps), 0) {
-		return fmt.Errorf("%w: normalisation epsilon %v", ErrShape, eps)
-	}
-	for _, x := range []struct {
-		b    *Buffer
-		n    int
-		what string
-	}{{src, total, "instancenorm source"}, {dst, total, "instancenorm destination"}, {scale, ch, "instancenorm scale"}, {bias, ch, "instancenorm bias"}} {
-		if err := c.f32(x.b, x.n, x.what); err != nil {
+	for i, p := range params {
+		if err := c.f32(p, ch, op+" "+normParams[i]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (c *cudaBackend) InstanceNorm(dst, src, scale, bias *Buffer, n, ch, spatial int, eps float32, act Activation) error {
+	if err := c.normArgs("instancenorm", dst, src, n, ch, spatial, eps, act, scale, bias); err != nil {
+		return err
 	}
 	nc := n * ch
 	// Chunks of at least 4096 values, at most 1024 per channel.
@@ -629,25 +485,8 @@ func (c *cudaBackend) InstanceNorm(dst, src, scale, bias *Buffer, n, ch, spatial
 }
 
 func (c *cudaBackend) BatchNorm(dst, src, scale, bias, mean, variance *Buffer, n, ch, spatial int, eps float32, act Activation) error {
-	total, err := cudaNCS("batchnorm", n, ch, spatial)
-	if err != nil {
+	if err := c.normArgs("batchnorm", dst, src, n, ch, spatial, eps, act, scale, bias, mean, variance); err != nil {
 		return err
-	}
-	if err := act.valid(); err != nil {
-		return err
-	}
-	if !(eps >= 0) || math.IsInf(float64(eps), 0) {
-		return fmt.Errorf("%w: normalisation epsilon %v", ErrShape, eps)
-	}
-	for _, x := range []struct {
-		b    *Buffer
-		n    int
-		what string
-	}{{src, total, "batchnorm source"}, {dst, total, "batchnorm destination"}, {scale, ch, "batchnorm scale"},
-		{bias, ch, "batchnorm bias"}, {mean, ch, "batchnorm mean"}, {variance, ch, "batchnorm variance"}} {
-		if err := c.f32(x.b, x.n, x.what); err != nil {
-			return err
-		}
 	}
 	coef, err := c.scratch(3 * ch)
 	if err != nil {
@@ -663,17 +502,14 @@ func (c *cudaBackend) BatchNorm(dst, src, scale, bias, mean, variance *Buffer, n
 }
 
 func (c *cudaBackend) GlobalAvgPool(dst, src *Buffer, n, ch, spatial int) error {
-	total, err := cudaNCS("globalavgpool", n, ch, spatial)
+	total, err := channelsSize("globalavgpool", n, ch, spatial)
 	if err != nil {
 		return err
 	}
-	if err := c.f32(src, total, "globalavgpool source"); err != nil {
+	if err := c.srcDst("globalavgpool", src, total, dst, n*ch); err != nil {
 		return err
 	}
-	if err := c.f32(dst, n*ch, "globalavgpool destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("globalavgpool", dst, src); err != nil {
+	if err := checkDistinct("globalavgpool", dst, src); err != nil {
 		return err
 	}
 	return c.run("gap", dim3{min(n*ch, 65535), 1, 1}, linBlock, dst, src, n*ch, spatial)
@@ -684,29 +520,8 @@ func (c *cudaBackend) Pool(dst, src *Buffer, p PoolSpec) error {
 	if err != nil {
 		return err
 	}
-	vi, err := cudaSize("pool", p.In)
+	_, no, err := c.volumes("pool", dst, src, p.N, p.C, p.C, p.In, out)
 	if err != nil {
-		return err
-	}
-	vo, err := cudaSize("pool", out)
-	if err != nil {
-		return err
-	}
-	ni, err := cudaProd("pool", p.N, p.C, vi)
-	if err != nil {
-		return err
-	}
-	no, err := cudaProd("pool", p.N, p.C, vo)
-	if err != nil {
-		return err
-	}
-	if err := c.f32(src, ni, "pool source"); err != nil {
-		return err
-	}
-	if err := c.f32(dst, no, "pool destination"); err != nil {
-		return err
-	}
-	if err := cudaDistinct("pool", dst, src); err != nil {
 		return err
 	}
 	args := []any{dst, src, p.N * p.C, p.In[0], p.In[1], p.In[2], out[0], out[1], out[2]}

@@ -8,76 +8,6 @@ import (
 	"testing"
 )
 
-// foldConv is a naive convolution or transposed convolution (a scatter)
-// in float64 with bias (nil: none), for the FoldBatchNorm tests only.
-func foldConv(s ConvSpec, x, w, bias []float32) ([]float64, [3]int) {
-	out, err := s.Out()
-	if err != nil {
-		panic(err)
-	}
-	in, k := s.In, s.Kernel
-	var st, dl [3]int
-	for a := range 3 {
-		st[a], dl[a] = max(s.Stride[a], 1), max(s.Dilation[a], 1)
-	}
-	kv, iv, ov := Voxels(k), Voxels(in), Voxels(out)
-	y := make([]float64, s.N*s.Cout*ov)
-	for n := range s.N {
-		for co := range s.Cout {
-			if bias != nil {
-				for i := range ov {
-					y[(n*s.Cout+co)*ov+i] = float64(bias[co])
-				}
-			}
-			for ci := range s.Cin {
-				wo := (co*s.Cin + ci) * kv
-				if s.Transpose {
-					wo = (ci*s.Cout + co) * kv
-				}
-				for kd := range k[0] {
-					for kh := range k[1] {
-						for kw := range k[2] {
-							wt := float64(w[wo+(kd*k[1]+kh)*k[2]+kw])
-							// Transposed: input voxel i feeds output
-							// i*stride - pad + tap*dilation.
-							if s.Transpose {
-								for id := range in[0] {
-									for ih := range in[1] {
-										for iw := range in[2] {
-											od := id*st[0] - s.PadBegin[0] + kd*dl[0]
-											oh := ih*st[1] - s.PadBegin[1] + kh*dl[1]
-											ow := iw*st[2] - s.PadBegin[2] + kw*dl[2]
-											if od < 0 || od >= out[0] || oh < 0 || oh >= out[1] || ow < 0 || ow >= out[2] {
-												continue
-											}
-											y[(n*s.Cout+co)*ov+(od*out[1]+oh)*out[2]+ow] += wt * float64(x[(n*s.Cin+ci)*iv+(id*in[1]+ih)*in[2]+iw])
-										}
-									}
-								}
-								continue
-							}
-							for od := range out[0] {
-								for oh := range out[1] {
-									for ow := range out[2] {
-										id := od*st[0] - s.PadBegin[0] + kd*dl[0]
-										ih := oh*st[1] - s.PadBegin[1] + kh*dl[1]
-										iw := ow*st[2] - s.PadBegin[2] + kw*dl[2]
-										if id < 0 || id >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2] {
-											continue
-										}
-										y[(n*s.Cout+co)*ov+(od*out[1]+oh)*out[2]+ow] += wt * float64(x[(n*s.Cin+ci)*iv+(id*in[1]+ih)*in[2]+iw])
-									}
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-	}
-	return y, out
-}
-
 func foldRand(rng *rand.Rand, n int, lo, hi float64) []float32 {
 	x := make([]float32, n)
 	for i := range x {
@@ -108,7 +38,7 @@ func TestFoldBatchNorm(t *testing.T) {
 			scale, shift := foldRand(rng, s.Cout, -2, 2), foldRand(rng, s.Cout, -1, 1)
 			mean, variance := foldRand(rng, s.Cout, -1, 1), foldRand(rng, s.Cout, 0.05, 3)
 			const eps = 1e-5
-			conv, out := foldConv(s, x, w, bias)
+			conv, out := refConv64(s, x, w, bias)
 			ov := Voxels(out)
 			want := make([]float32, len(conv))
 			for j, v := range conv {
@@ -120,7 +50,7 @@ func TestFoldBatchNorm(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Bias = true
-			folded, _ := foldConv(s, x, w2, b2)
+			folded, _ := refConv64(s, x, w2, b2)
 			got := make([]float32, len(folded))
 			for j, v := range folded {
 				got[j] = float32(v)
