@@ -391,6 +391,8 @@ func confConvErrors(t *testing.T, b Backend) {
 	}
 	defer b.Free(i16)
 	isShape("int16 source", b.RunConv(cv, dst, i16))
+	big := alloc(t, b, max(in, out))
+	isShape("in place", b.RunConv(cv, big, big))
 	if err := b.RunConv(cv, dst, src); err != nil {
 		t.Fatalf("valid RunConv: %v", err)
 	}

@@ -283,6 +283,9 @@ func (c *cpuBackend) RunConv(cv *Conv, dst, src *Buffer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkDistinct("conv", dst, src); err != nil {
+		return err
+	}
 	if pl.blocks != nil {
 		for n := 0; n < s.N; n++ {
 			gemm.Run(pl.blocks, inVox, &blockPass{
