@@ -276,11 +276,27 @@ type BilateralParams struct {
 	Radius [3]int
 }
 
-// NLMParams are the parameters of Backend.NLM (non-local means, as
-// scikit-image's denoise_nl_means with fast_mode=False): patches of
-// (2*PatchRadius+1)^3 voxels compared within a search window of
-// (2*SearchRadius+1)^3, weight exp(-max(d2-2*Sigma^2, 0)/H^2) with d2 the
-// mean squared patch difference.
+// NLMParams are the parameters of Backend.NLM, non-local means with the
+// semantics of scikit-image 0.19's denoise_nl_means(fast_mode=True,
+// patch_size=2P+1, patch_distance=S, h=H, sigma=Sigma), P = PatchRadius
+// and S = SearchRadius: out(x) = Σ_y w(x,y) v(y) / Σ_y w(x,y) over the
+// voxels y within S of x on every axis that lie in the volume, with
+//
+//	w(x,y) = exp(-max(Σ_u [(v(x+u) - v(y+u))² - 2·Sigma²], 0) / ((2P+1)³·H²))
+//
+// and u the patch offsets [1-P, P]³ (the voxel itself when P is 0);
+// patch voxels outside the volume are mirrored as numpy's "reflect".
+// Like scikit-image's integral-image box, the patch is (2P)³ voxels (its
+// faces at -P left out) while the sum is divided by (2P+1)³: on the mean
+// over the patch this is an h of H·√((2P+1)³/(2P)³) (1.40·H at P = 2),
+// which is how scikit-image's fast mode reads its h. Two deliberate
+// differences: the search window is clipped to the volume (scikit-image
+// also averages mirrored copies of the border voxels, counting them
+// twice), which raised PSNR on CT (ct-head-5mm, 20 HU noise: 48.19 dB
+// against 48.16 at H = 16, 48.89 against 48.80 at H = 28); and the weight
+// is the exact exponential, with none of scikit-image's cut-off at
+// exp(-5) or its approximate exp. With P = 0 scikit-image compares empty
+// patches (a box mean), ours single voxels.
 type NLMParams struct {
 	PatchRadius, SearchRadius int
 	H, Sigma                  float64

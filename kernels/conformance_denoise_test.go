@@ -150,12 +150,18 @@ func refBilateral(v []float32, size [3]int, p BilateralParams) []float32 {
 	return out
 }
 
+// refNLM is NLMParams' definition, naively: the patch offsets are
+// [1-P, P] on every axis (scikit-image's fast mode), just 0 when P is 0.
 func refNLM(v []float32, size [3]int, p NLMParams) []float32 {
 	P, S := p.PatchRadius, p.SearchRadius
 	at := func(z, y, x int) float64 {
 		return refAt(v, size, refMirror(z, size[0]), refMirror(y, size[1]), refMirror(x, size[2]))
 	}
-	np := float64((2*P + 1) * (2*P + 1) * (2*P + 1))
+	lo := 1 - P
+	if P == 0 {
+		lo = 0
+	}
+	norm := float64((2*P + 1) * (2*P + 1) * (2*P + 1))
 	out := make([]float32, len(v))
 	for z := 0; z < size[0]; z++ {
 		for y := 0; y < size[1]; y++ {
@@ -164,17 +170,16 @@ func refNLM(v []float32, size [3]int, p NLMParams) []float32 {
 				for nz := max(0, z-S); nz <= min(size[0]-1, z+S); nz++ {
 					for ny := max(0, y-S); ny <= min(size[1]-1, y+S); ny++ {
 						for nx := max(0, x-S); nx <= min(size[2]-1, x+S); nx++ {
-							d2 := 0.0
-							for i := -P; i <= P; i++ {
-								for j := -P; j <= P; j++ {
-									for l := -P; l <= P; l++ {
+							d := 0.0
+							for i := lo; i <= P; i++ {
+								for j := lo; j <= P; j++ {
+									for l := lo; l <= P; l++ {
 										e := at(z+i, y+j, x+l) - at(nz+i, ny+j, nx+l)
-										d2 += e * e
+										d += e*e - 2*p.Sigma*p.Sigma
 									}
 								}
 							}
-							d2 /= np
-							w := math.Exp(-math.Max(d2-2*p.Sigma*p.Sigma, 0) / (p.H * p.H))
+							w := math.Exp(-math.Max(d, 0) / (norm * p.H * p.H))
 							num += w * refAt(v, size, nz, ny, nx)
 							den += w
 						}
@@ -296,6 +301,7 @@ func confNLM(t *testing.T, b Backend) {
 		{[3]int{9, 9, 9}, NLMParams{PatchRadius: 1, SearchRadius: 0, H: 20, Sigma: 0}},
 		{[3]int{2, 3, 3}, NLMParams{PatchRadius: 9, SearchRadius: 1, H: 40, Sigma: 5}},   // a patch of 19³
 		{[3]int{11, 4, 5}, NLMParams{PatchRadius: 1, SearchRadius: 4, H: 20, Sigma: 10}}, // pairs across worker planes
+		{[3]int{3, 37, 6}, NLMParams{PatchRadius: 2, SearchRadius: 2, H: 25, Sigma: 10}}, // pairs across the CPU's row bands
 	}
 	for _, tc := range cases {
 		v := denoiseVol(uint64(tc.size[0]*7+tc.size[2]), tc.size)

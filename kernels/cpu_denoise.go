@@ -15,8 +15,8 @@ import (
 // Borders. Gaussian and Bilateral read neighbours outside the volume from
 // its mirror image as scipy.ndimage's "reflect" (d c b a | a b c d), so
 // that a bilateral filter with a huge range sigma is exactly the Gaussian
-// with the same sigmas and radius. NLM follows scikit-image's
-// denoise_nl_means(fast_mode=False): the search window holds only voxels
+// with the same sigmas and radius. NLM (scikit-image's fast-mode
+// denoise_nl_means, NLMParams): the search window holds only voxels
 // inside the volume, and patches that reach outside it read the volume
 // mirrored as numpy.pad(mode="reflect") (c b | a b c, the edge voxel not
 // repeated).
@@ -411,19 +411,20 @@ func (c *cpuBackend) Bilateral(dst, src *Buffer, size [3]int, p BilateralParams)
 
 // NLM: for each voxel x, out(x) = Σ_y w(x,y) v(y) / Σ_y w(x,y) over the
 // voxels y of the volume within SearchRadius of x along every axis, with
-// w = exp(-max(d2 - 2σ², 0)/h²) and d2 the mean of (v(x+u) - v(y+u))² over
-// the patch offsets u in [-PatchRadius, PatchRadius]³ (uniform weights;
-// patches mirrored at the borders as numpy "reflect").
+// w = exp(-max(Σ_u ((v(x+u) - v(y+u))² - 2σ²), 0) / ((2P+1)³ h²)) and u
+// the patch offsets of NLMParams (scikit-image's fast mode: [1-P, P]³,
+// just 0 when P is 0; patches mirrored at the borders as numpy
+// "reflect").
 //
 // The algorithm runs over search offsets t rather than voxels: for each t
 // the squared differences of the volume and its shift by t are box-summed
 // over the patch, separably (rows, then columns, then a ring of planes),
-// which is the naive definition's d2 for every voxel at once in
-// O(patch side) instead of O(patch volume) work. d2 is symmetric, so only
-// half the offsets are computed, each weight counted for both voxels of
-// the pair. The planes are split between workers; a worker adds the
-// pairs that reach past its last plane to a spill buffer, merged at the
-// end.
+// which is the naive definition's sum for every voxel at once in
+// O(patch side) instead of O(patch volume) work. The sum is symmetric,
+// so only half the offsets are computed, each weight counted for both
+// voxels of the pair. The planes are split between workers; a worker adds
+// the pairs that reach past its last plane to a spill buffer, merged at
+// the end.
 func (c *cpuBackend) NLM(dst, src *Buffer, size [3]int, p NLMParams) error {
 	d, s, err := c.denoiseVolume("nlm", dst, src, size)
 	if err != nil {
@@ -462,10 +463,13 @@ func (c *cpuBackend) NLM(dst, src *Buffer, size [3]int, p NLMParams) error {
 		den[i] = 1
 	}
 	side := 2*P + 1
+	lo, span := nlmPatchSpan(P)
 	k := nlmConst{
 		invPatch: float32(1 / float64(side*side*side)),
-		bias:     float32(2 * p.Sigma * p.Sigma),
+		bias:     float32(2 * p.Sigma * p.Sigma * float64(span*span*span) / float64(side*side*side)),
 		invH2:    float32(1 / (p.H * p.H)),
+		lo:       lo,
+		span:     span,
 	}
 	if math.IsInf(float64(k.invH2), 0) {
 		k.invH2 = math.MaxFloat32
@@ -495,28 +499,33 @@ func (c *cpuBackend) NLM(dst, src *Buffer, size [3]int, p NLMParams) error {
 		}
 		ns := min(S, D-zhi) // planes past zhi that pairs reach
 		ws.spill = [2][]float32{make([]float32, ns*H*W), make([]float32, ns*H*W)}
-		for td := 0; td <= S; td++ {
-			ze := min(zhi, D-td)
-			if zlo >= ze {
-				continue
-			}
-			for th := -S; th <= S; th++ {
-				if td == 0 && th < 0 {
+		// Bands of rows, every offset for one band before the next: the
+		// band's scratch rows and accumulators stay in cache.
+		for yb := 0; yb < H; yb += nlmBand {
+			yb1 := min(yb+nlmBand, H)
+			for td := 0; td <= S; td++ {
+				ze := min(zhi, D-td)
+				if zlo >= ze {
 					continue
 				}
-				ys, ye := max(0, -th), min(H, H-th)
-				if ys >= ye {
-					continue
-				}
-				for tw := -S; tw <= S; tw++ {
-					if td == 0 && th == 0 && tw <= 0 {
+				for th := -S; th <= S; th++ {
+					if td == 0 && th < 0 {
 						continue
 					}
-					xs, xe := max(0, -tw), min(W, W-tw)
-					if xs >= xe {
+					ys, ye := max(yb, -th), min(yb1, H-th)
+					if ys >= ye {
 						continue
 					}
-					ws.offset(q, size, P, [3]int{td, th, tw}, [2]int{zlo, ze}, [2]int{ys, ye}, [2]int{xs, xe}, k)
+					for tw := -S; tw <= S; tw++ {
+						if td == 0 && th == 0 && tw <= 0 {
+							continue
+						}
+						xs, xe := max(0, -tw), min(W, W-tw)
+						if xs >= xe {
+							continue
+						}
+						ws.offset(q, size, P, [3]int{td, th, tw}, [2]int{zlo, ze}, [2]int{ys, ye}, [2]int{xs, xe}, k)
+					}
 				}
 			}
 		}
@@ -541,9 +550,24 @@ func (c *cpuBackend) NLM(dst, src *Buffer, size [3]int, p NLMParams) error {
 	return nil
 }
 
+// nlmBand is the rows of one band of the CPU NLM's loop.
+const nlmBand = 32
+
 // nlmConst are the constants of the NLM weight exp(-max(d2sum*invPatch -
-// bias, 0)*invH2).
-type nlmConst struct{ invPatch, bias, invH2 float32 }
+// bias, 0)*invH2), d2sum over the patch offsets lo..lo+span-1 on every
+// axis.
+type nlmConst struct {
+	invPatch, bias, invH2 float32
+	lo, span              int
+}
+
+// nlmPatchSpan gives the patch offsets of NLMParams on one axis, lo to
+// lo+span-1: [1-P, P] as scikit-image's fast mode (its integral-image box
+// excludes the face at -P), and the voxel itself when P is 0.
+func nlmPatchSpan(P int) (lo, span int) {
+	span = max(2*P, 1)
+	return P + 1 - span, span
+}
 
 // nlmWork is one worker's scratch and accumulators: planes before zhi
 // go to own (the whole volume's num and den), the ones from zhi on to
@@ -592,15 +616,16 @@ func (ws *nlmWork) offset(q []float32, size [3]int, P int, t [3]int, zr, yr, xr 
 				e := va - rb[i]
 				rd[i] = e * e
 			}
-			boxRow(hsum[yp*W+xs:yp*W+xe], rd, side)
+			boxRow(hsum[yp*W+xs:yp*W+xe], rd[k.lo+P:], k.span)
 		}
 		// Along H into the ring slot of plane zp.
 		e := ring[(zp-(zr[0]-P))%side]
 		for y := ys; y < ye; y++ {
-			for dy := 0; dy < side; dy++ {
-				rows[dy] = hsum[(y+dy)*W+xs : (y+dy)*W+xe]
+			for i := range k.span {
+				r := y + k.lo + P + i // padded row of voxel row y+lo+i
+				rows[i] = hsum[r*W+xs : r*W+xe]
 			}
-			sumRows(e[y*W+xs:y*W+xe], side, rows)
+			sumRows(e[y*W+xs:y*W+xe], k.span, rows)
 		}
 		z := zp - P // the plane whose patch planes are now all in the ring
 		if z < zr[0] {
@@ -610,29 +635,25 @@ func (ws *nlmWork) offset(q []float32, size [3]int, P int, t [3]int, zr, yr, xr 
 		nbPlane := q[(z+t[0]+P)*PH*PW:]
 		for y := ys; y < ye; y++ {
 			wr := ws.wrow[:nx]
-			for r := 0; r < side; r++ {
-				rows[r] = ring[r][y*W+xs : y*W+xe]
+			for i := range k.span {
+				// Plane z+lo+i, padded zp-P+lo+i (zp-2P up to zp are in the ring).
+				rows[i] = ring[(zp-P+k.lo+i-(zr[0]-P))%side][y*W+xs : y*W+xe]
 			}
-			sumRows(wr, side, rows)
-			for x, s := range wr {
-				arg := (s*k.invPatch - k.bias) * k.invH2
-				wr[x] = expNeg(max(arg, 0))
-			}
-			// x gets v(x+t).
+			sumRows(wr, k.span, rows)
+			// x gets w·v(x+t), x+t gets w·v(x) (the same row when t is
+			// along W: the additions are then merely reordered).
 			nb := nbPlane[(y+t[1]+P)*PW+xs+t[2]+P:]
 			nb = nb[:nx]
-			nr, dr := ws.acc(z, (z*H+y)*W+xs, nx)
-			for x, wt := range wr {
-				nr[x] += wt * nb[x]
-				dr[x] += wt
-			}
-			// x+t gets v(x).
 			vr := vPlane[(y+P)*PW+xs+P:]
 			vr = vr[:nx]
-			nr, dr = ws.acc(z+t[0], ((z+t[0])*H+y+t[1])*W+xs+t[2], nx)
-			for x, wt := range wr {
-				nr[x] += wt * vr[x]
+			nr, dr := ws.acc(z, (z*H+y)*W+xs, nx)
+			nt, dt := ws.acc(z+t[0], ((z+t[0])*H+y+t[1])*W+xs+t[2], nx)
+			for x, s := range wr {
+				wt := expNeg(max((s*k.invPatch-k.bias)*k.invH2, 0))
+				nr[x] += wt * nb[x]
 				dr[x] += wt
+				nt[x] += wt * vr[x]
+				dt[x] += wt
 			}
 		}
 	}
@@ -643,10 +664,20 @@ func boxRow(dst, src []float32, side int) {
 	switch side {
 	case 1:
 		copy(dst, src)
+	case 2:
+		src = src[:len(dst)+1]
+		for x := range dst {
+			dst[x] = src[x] + src[x+1]
+		}
 	case 3:
 		src = src[:len(dst)+2]
 		for x := range dst {
 			dst[x] = src[x] + src[x+1] + src[x+2]
+		}
+	case 4:
+		src = src[:len(dst)+3]
+		for x := range dst {
+			dst[x] = (src[x] + src[x+1]) + (src[x+2] + src[x+3])
 		}
 	case 5:
 		src = src[:len(dst)+4]
@@ -670,10 +701,20 @@ func sumRows(dst []float32, side int, rows [][]float32) {
 	switch side {
 	case 1:
 		copy(dst, rows[0][:n])
+	case 2:
+		r0, r1 := rows[0][:n], rows[1][:n]
+		for x := range dst {
+			dst[x] = r0[x] + r1[x]
+		}
 	case 3:
 		r0, r1, r2 := rows[0][:n], rows[1][:n], rows[2][:n]
 		for x := range dst {
 			dst[x] = r0[x] + r1[x] + r2[x]
+		}
+	case 4:
+		r0, r1, r2, r3 := rows[0][:n], rows[1][:n], rows[2][:n], rows[3][:n]
+		for x := range dst {
+			dst[x] = (r0[x] + r1[x]) + (r2[x] + r3[x])
 		}
 	case 5:
 		r0, r1, r2, r3, r4 := rows[0][:n], rows[1][:n], rows[2][:n], rows[3][:n], rows[4][:n]

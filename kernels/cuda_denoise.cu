@@ -144,10 +144,13 @@ extern "C" __global__ void bilateral(float *__restrict__ dst,
 }
 
 // nlm: non-local means, one thread per voxel. For every offset of the
-// search window (clipped to the volume) the mean squared difference of
-// the two (2p+1)^3 patches (patch voxels outside the volume mirrored as
-// numpy's "reflect" when mirror == 0, scipy's when 1) gives the weight
-// exp(-max(d2 - twoVar, 0) * invH2); out = sum(w * v) / sum(w).
+// search window (clipped to the volume) the sum d2 of the squared
+// differences of the two patches (offsets [1-p, p]^3 as scikit-image's
+// fast mode, just 0 when p is 0; patch voxels outside the volume
+// mirrored as numpy's "reflect" when mirror == 0, scipy's when 1), over
+// (2p+1)^3, gives the weight exp(-max(d2 - twoVar, 0) * invH2) (twoVar is
+// 2 sigma^2 times the patch's voxels over (2p+1)^3); out = sum(w * v) /
+// sum(w).
 extern "C" __global__ void nlm(float *__restrict__ dst,
                                const float *__restrict__ src, long long D,
                                long long H, long long W, long long pr,
@@ -157,6 +160,7 @@ extern "C" __global__ void nlm(float *__restrict__ dst,
   const int P = (int)pr, S = (int)sr;
   const float tv = (float)twoVar, ih = (float)invH2;
   const float inv = 1.f / (float)((2 * P + 1) * (2 * P + 1) * (2 * P + 1));
+  const int lo = P > 0 ? 1 - P : 0; // first patch offset
   long long total = D * H * W;
   GRID_STRIDE(i, total) {
     int x = (int)(i % W);
@@ -167,17 +171,17 @@ extern "C" __global__ void nlm(float *__restrict__ dst,
       for (int b = max(-S, -y); b <= min(S, h_ - 1 - y); b++)
         for (int c = max(-S, -x); c <= min(S, w_ - 1 - x); c++) {
           float d2 = 0.f;
-          for (int pa = -P; pa <= P; pa++) {
+          for (int pa = lo; pa <= P; pa++) {
             int z1 = z + pa, z2 = z + a + pa;
             z1 = mirror ? inside_or_scipy(z1, d_) : inside_or_numpy(z1, d_);
             z2 = mirror ? inside_or_scipy(z2, d_) : inside_or_numpy(z2, d_);
-            for (int pb = -P; pb <= P; pb++) {
+            for (int pb = lo; pb <= P; pb++) {
               int y1 = y + pb, y2 = y + b + pb;
               y1 = mirror ? inside_or_scipy(y1, h_) : inside_or_numpy(y1, h_);
               y2 = mirror ? inside_or_scipy(y2, h_) : inside_or_numpy(y2, h_);
               const float *r1 = src + ((long long)z1 * H + y1) * W;
               const float *r2 = src + ((long long)z2 * H + y2) * W;
-              for (int pc = -P; pc <= P; pc++) {
+              for (int pc = lo; pc <= P; pc++) {
                 int x1 = x + pc, x2 = x + c + pc;
                 x1 = mirror ? inside_or_scipy(x1, w_) : inside_or_numpy(x1, w_);
                 x2 = mirror ? inside_or_scipy(x2, w_) : inside_or_numpy(x2, w_);
@@ -213,6 +217,7 @@ extern "C" __global__ void __launch_bounds__(512)
   const int P = (int)pr, S = (int)sr, R = NLM_HALO;
   const float tv = (float)twoVar, ih = (float)invH2;
   const float inv = 1.f / (float)((2 * P + 1) * (2 * P + 1) * (2 * P + 1));
+  const int lo = P > 0 ? 1 - P : 0; // first patch offset
   const int z0 = blockIdx.z * NLM_T, y0 = blockIdx.y * NLM_T,
             x0 = blockIdx.x * NLM_T;
   const int tid = (threadIdx.z * NLM_T + threadIdx.y) * NLM_T + threadIdx.x;
@@ -235,11 +240,11 @@ extern "C" __global__ void __launch_bounds__(512)
     for (int b = max(-S, -y); b <= min(S, h_ - 1 - y); b++)
       for (int c = max(-S, -x); c <= min(S, w_ - 1 - x); c++) {
         float d2 = 0.f;
-        for (int pa = -P; pa <= P; pa++)
-          for (int pb = -P; pb <= P; pb++) {
+        for (int pa = lo; pa <= P; pa++)
+          for (int pb = lo; pb <= P; pb++) {
             const float *r1 = &sm[cz + pa][cy + pb][cx];
             const float *r2 = &sm[cz + a + pa][cy + b + pb][cx + c];
-            for (int pc = -P; pc <= P; pc++) {
+            for (int pc = lo; pc <= P; pc++) {
               float dv = r1[pc] - r2[pc];
               d2 = fmaf(dv, dv, d2);
             }

@@ -252,8 +252,13 @@ func (c *cudaBackend) NLM(dst, src *Buffer, size [3]int, p NLMParams) error {
 	if (size[0]+2*P)*(size[1]+2*P)*(size[2]+2*P) > 8*n+(1<<24) {
 		return fmt.Errorf("%w: nlm: patch radius %d too large for a volume of %v", ErrShape, P, size)
 	}
+	// The kernels divide the patch sum by (2P+1)³ before subtracting
+	// twoVar: 2σ² for each of the patch's span³ voxels, over (2P+1)³.
+	side := float64(2*P + 1)
+	_, span := nlmPatchSpan(P)
+	twoVar := 2 * p.Sigma * p.Sigma * float64(span*span*span) / (side * side * side)
 	args := []any{dst, src, size[0], size[1], size[2],
-		p.PatchRadius, p.SearchRadius, float32(2 * p.Sigma * p.Sigma), float32(1 / (p.H * p.H)), cudaNLMMirror}
+		p.PatchRadius, p.SearchRadius, float32(twoVar), float32(1 / (p.H * p.H)), cudaNLMMirror}
 	if p.PatchRadius+p.SearchRadius <= cudaNLMHalo {
 		// Shared-memory tiles of 8^3 voxels (NLM_T) with their halo.
 		grid := dim3{(size[2] + 7) / 8, (size[1] + 7) / 8, (size[0] + 7) / 8}

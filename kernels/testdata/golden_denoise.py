@@ -84,13 +84,17 @@ def bilateral(v, sigma, sigma_range, radius):
 
 
 def nlm(v, patch, search, h, sigma):
-    """Naive NLM: all patches unfolded, every in-volume search neighbour."""
+    """Naive NLM: all patches unfolded, every in-volume search neighbour.
+    Patch offsets [1-P, P] per axis (scikit-image's fast mode; just 0 when
+    P is 0); the weight is exp(-max(sum(d^2 - 2 sigma^2), 0) / (side^3 h^2))."""
     P, S = patch, search
     D, H, W = v.shape
     xp = pad3(v, (P, P, P), mirror_idx)
     side = 2 * P + 1
+    span = max(2 * P, 1)
+    first = side - span  # unfold index of offset 1-P (or 0 when P is 0)
     patches = xp.unfold(0, side, 1).unfold(1, side, 1).unfold(2, side, 1)
-    patches = patches.reshape(D, H, W, -1)
+    patches = patches[:, :, :, first:, first:, first:].reshape(D, H, W, -1)
     out = torch.empty_like(v)
     for z in range(D):
         for y in range(H):
@@ -98,9 +102,9 @@ def nlm(v, patch, search, h, sigma):
                 z0, z1 = max(0, z - S), min(D, z + S + 1)
                 y0, y1 = max(0, y - S), min(H, y + S + 1)
                 x0, x1 = max(0, x - S), min(W, x + S + 1)
-                cand = patches[z0:z1, y0:y1, x0:x1].reshape(-1, side ** 3)
-                d2 = ((cand - patches[z, y, x]) ** 2).mean(dim=1)
-                w = torch.exp(-torch.clamp(d2 - 2 * sigma * sigma, min=0) / (h * h))
+                cand = patches[z0:z1, y0:y1, x0:x1].reshape(-1, span ** 3)
+                d = ((cand - patches[z, y, x]) ** 2 - 2 * sigma * sigma).sum(dim=1)
+                w = torch.exp(-torch.clamp(d, min=0) / (side ** 3 * h * h))
                 vals = v[z0:z1, y0:y1, x0:x1].reshape(-1)
                 out[z, y, x] = (w * vals).sum() / w.sum()
     return out
@@ -149,5 +153,24 @@ def main():
              {"x": v, "y": nlm(v, P, S, h, sg)})
 
 
+def check_skimage():
+    """Our NLM definition is scikit-image 0.19's fast mode away from the
+    borders (where its search window also takes mirrored voxels): the
+    remaining difference is its approximate exp (up to about 3% off,
+    0.971 at 0) and its cut-off of weights below exp(-5). The former
+    definition (the mean over (2P+1)^3 patches) was 2.7 to 7.7 off on
+    average here."""
+    from skimage.restoration import denoise_nl_means
+    for shape, P, S, h, sg in [((14, 14, 14), 1, 2, 60.0, 10.0), ((14, 15, 16), 2, 2, 50.0, 20.0)]:
+        v = volume(40, shape)
+        ours = nlm(v, P, S, h, sg).numpy()
+        sk = denoise_nl_means(v.numpy(), patch_size=2 * P + 1, patch_distance=S, h=h, sigma=sg,
+                              fast_mode=True, channel_axis=None)
+        m = P + S
+        d = abs(ours - sk)[m:-m, m:-m, m:-m]
+        assert d.mean() < 0.3 and d.max() < 1.5, (shape, P, S, d.mean(), d.max())
+
+
 if __name__ == "__main__":
     main()
+    check_skimage()

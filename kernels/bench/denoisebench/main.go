@@ -34,7 +34,7 @@ import (
 var (
 	gaussSigma = [3]float64{0, 1, 1}
 	bilateral  = kernels.BilateralParams{SigmaSpatial: [3]float64{0, 1, 1}, SigmaRange: 40} // radius 3: 7×7 in-plane
-	nlmPatch   = 2                                                                          // 5×5×5 patches
+	nlmPatch   = 2                                                                          // patch_size 5 (4³ voxels compared, see kernels.NLMParams)
 	nlmSearch  = 2                                                                          // 5×5×5 search window
 )
 
@@ -119,10 +119,13 @@ func run(ref, out string, reps int, noise float64, seed uint64) error {
 			func() error {
 				return b.NLM(dst, src, size, kernels.NLMParams{PatchRadius: nlmPatch, SearchRadius: nlmSearch, H: h, Sigma: noise})
 			}},
-		// h = 1.4 sigma: the smallest h tried (0.6, 0.7, 0.8, 1, 1.2, 1.4
-		// and 1.6 sigma) at which our PSNR on this volume passes
-		// scikit-image's at its advised 0.8 sigma; scikit-image runs with
-		// this h too.
+		// h = 1.2 sigma: radtriage denoise's default (cmd/radtriage's
+		// nlmDefaultH); 1.4 sigma: the old second row, kept to compare.
+		// scikit-image runs with the same h in each row.
+		{"nlm_h24", map[string]any{"patch_radius": nlmPatch, "search_radius": nlmSearch, "h": 1.2 * noise, "sigma": noise},
+			func() error {
+				return b.NLM(dst, src, size, kernels.NLMParams{PatchRadius: nlmPatch, SearchRadius: nlmSearch, H: 1.2 * noise, Sigma: noise})
+			}},
 		{"nlm_h28", map[string]any{"patch_radius": nlmPatch, "search_radius": nlmSearch, "h": 1.4 * noise, "sigma": noise},
 			func() error {
 				return b.NLM(dst, src, size, kernels.NLMParams{PatchRadius: nlmPatch, SearchRadius: nlmSearch, H: 1.4 * noise, Sigma: noise})
