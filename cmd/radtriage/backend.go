@@ -10,15 +10,7 @@ import (
 // backendFlag registers --backend, which every command that computes
 // (serve, denoise, and the triage commands) shares.
 func backendFlag(fs *flagSet, v *string) {
-	fs.stringVar(v, "backend", "NAME", "auto", `compute backend: "cpu", "cuda" (fail when no GPU answers) or "auto" (CUDA when this binary has it and a device answers, else the CPU)`, checkBackend)
-}
-
-func checkBackend(s string) error {
-	switch s {
-	case "cpu", "cuda", "auto":
-		return nil
-	}
-	return fmt.Errorf("%q is not cpu, cuda or auto", s)
+	fs.enumVar(v, "backend", "auto", `compute backend: cpu; cuda (fail when no GPU answers); auto (CUDA when this binary has it and a device answers, else the CPU)`, "cpu", "cuda", "auto")
 }
 
 // openBackend opens the backend a --backend value names and logs which

@@ -75,7 +75,7 @@ A 4D file is denoised volume by volume. -o is short for --out. Exit status:
 	fs.intVar(&c.SearchRadius, "search-radius", 2, 0, "nlm: search radius in voxels (window of 2N+1 per axis)")
 	floatVar(fs, &c.Noise, "noise", "HU", "20", "nlm: standard deviation of the noise (the sigma of denoise_nl_means)", true)
 	floatVar(fs, &c.H, "h", "HU", "0", "nlm: filter strength h, as scikit-image's fast mode (default 0: 1.2 times --noise)", true)
-	fs.enumVar(&c.Backend, "backend", "auto", "where to compute", "cpu", "cuda", "auto")
+	backendFlag(fs, &c.Backend)
 	pos, err := fs.parse(args, 1)
 	if err != nil {
 		return nil, err

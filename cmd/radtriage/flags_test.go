@@ -67,7 +67,7 @@ func TestParseServe(t *testing.T) {
 		{name: "instance above request", env: map[string]string{"RADTRIAGE_MAX_REQUEST_SIZE": "1GiB"},
 			wantErr: `invalid --max-instance-size (default) "2GiB": larger than RADTRIAGE_MAX_REQUEST_SIZE "1GiB"`},
 		{name: "backend", env: map[string]string{"RADTRIAGE_BACKEND": "cpu"}, want: func(c *serveConfig) { c.Backend = "cpu" }},
-		{name: "bad backend", args: []string{"--backend", "tpu"}, wantErr: `invalid --backend "tpu": "tpu" is not cpu, cuda or auto`},
+		{name: "bad backend", args: []string{"--backend", "tpu"}, wantErr: `invalid --backend "tpu": must be one of cpu, cuda, auto`},
 		{name: "workers negative", args: []string{"--workers", "-1"}, wantErr: `invalid --workers "-1": must be at least 0`},
 		{name: "workers not a number", args: []string{"--workers", "two"}, wantErr: `invalid --workers "two": not an integer`},
 		{name: "database scheme", args: []string{"--database-url", "mysql://x/y"}, wantErr: `invalid --database-url "mysql://x/y": scheme "mysql"`},
