@@ -20,8 +20,11 @@ trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 echo "radtriage filters..." >&2
-GOMAXPROCS=2 go run ./kernels/bench/denoisebench -out "$work" -reps "$reps"
+go build -o "$work/denoisebench" ./kernels/bench/denoisebench
+GOMAXPROCS=2 "$work/denoisebench" -out "$work" -reps "$reps"
+echo "radtriage filters on one thread..." >&2
+GOMAXPROCS=1 "$work/denoisebench" -out "$work/t1" -reps "$reps"
 echo "scikit-image..." >&2
 slow=()
 if [ "${SLOW:-1}" = 0 ]; then slow=(--no-slow); fi
-"$python" kernels/bench/bench_denoise.py "$work" "$out" --reps "$reps" "${slow[@]}"
+"$python" kernels/bench/bench_denoise.py "$work" "$out" --reps "$reps" --one-thread "$work/t1" "${slow[@]}"

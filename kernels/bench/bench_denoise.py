@@ -65,6 +65,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-slow", action="store_true", help="skip denoise_nl_means(fast_mode=False)")
+    ap.add_argument("--one-thread", help="folder of a second denoisebench run with GOMAXPROCS=1 (its times only)")
     a = ap.parse_args()
     meta = json.load(open(os.path.join(a.work, "meta.json")))
     shape = tuple(meta["shape"])
@@ -72,6 +73,9 @@ def main():
     noisy = load(a.work, "noisy.f32", shape)
     dr = float(clean.max() - clean.min())
     m = {x["name"]: x for x in meta["methods"]}
+    m1 = {}
+    if a.one_thread:
+        m1 = {x["name"]: x["ms"] for x in json.load(open(os.path.join(a.one_thread, "meta.json")))["methods"]}
 
     rows = []
     pn, sn = metrics(clean, noisy, dr)
@@ -86,7 +90,7 @@ def main():
         # Away from the borders (4 voxels): where the nlm search windows
         # stay inside the volume.
         inner = float(ad[4:-4, 4:-4, 4:-4].mean()) if min(shape) > 8 else float("nan")
-        rows.append((label, m[ours_name]["ms"], ref_label, ms, po, so, pr, sr, diff, inner))
+        rows.append((label, m[ours_name]["ms"], ref_label, ms, po, so, pr, sr, diff, inner, m1.get(ours_name, float("nan"))))
         print(json.dumps(dict(method=label, ours_ms=m[ours_name]["ms"], ref=ref_label, ref_ms=ms,
                               psnr_ours=po, ssim_ours=so, psnr_ref=pr, ssim_ref=sr, max_abs_diff=diff,
                               inner_mean_abs_diff=inner)), flush=True)
@@ -153,10 +157,12 @@ def main():
         "its exp is exact with no cut-off at exp(-5): hence the max |ours-ref| at the borders of the nlm rows, "
         "while the mean |ours-ref| 4 voxels or more from the borders is a fraction of a HU. "
         "The slow mode (Gaussian patch weights) is a different filter, timed for reference.", "",
-        "| method | reference | ours ms | reference ms | speed-up | PSNR ours | PSNR ref | SSIM ours | SSIM ref | max |ours-ref| HU | inner mean |ours-ref| HU |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for (label, oms, ref, rms, po, so, pr, sr, diff, inner) in rows:
-        lines.append(f"| {label} | {ref} | {oms:.1f} | {rms:.1f} | {rms/oms:.1f}× | {po:.2f} | {pr:.2f} | "
+        "Speed-up is the reference's time over ours on 2 threads; the 1-thread columns run ours on one "
+        "core (GOMAXPROCS=1) against the same single-threaded reference.", "",
+        "| method | reference | ours ms | reference ms | speed-up | ours 1 thread ms | speed-up 1 thread | PSNR ours | PSNR ref | SSIM ours | SSIM ref | max |ours-ref| HU | inner mean |ours-ref| HU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (label, oms, ref, rms, po, so, pr, sr, diff, inner, o1) in rows:
+        lines.append(f"| {label} | {ref} | {oms:.1f} | {rms:.1f} | {rms/oms:.1f}× | {o1:.1f} | {rms/o1:.1f}× | {po:.2f} | {pr:.2f} | "
                      f"{so:.5f} | {sr:.5f} | {diff:.3g} | {inner:.3g} |")
     open(a.out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
