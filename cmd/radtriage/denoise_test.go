@@ -1,13 +1,16 @@
 package main
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/radtriage/radtriage/internal/testenv"
+	"github.com/radtriage/radtriage/kernels"
 	"github.com/radtriage/radtriage/volume"
 )
 
@@ -172,6 +175,7 @@ func TestDenoiseUsage(t *testing.T) {
 		{[]string{"in.nii", "-o", "out.nii", "--method", "nlm", "--patch-radius", "-1"}, "patch-radius"},
 		{[]string{"in.txt", "-o", "out.nii", "--method", "nlm"}, "must end in .nii"},
 		{[]string{"-o", "out.nii", "--method", "nlm"}, "missing argument"},
+		{[]string{"in.nii", "-o", "out.nii", "--method", "nlm", "--backend", "tpu"}, "must be one of cpu, cuda, auto"},
 	} {
 		env, _, _ := testEnv(nil)
 		err := runEnv(t.Context(), env, append([]string{"denoise"}, tc.args...))
@@ -184,5 +188,28 @@ func TestDenoiseUsage(t *testing.T) {
 	env, _, _ := testEnv(nil)
 	if err := runEnv(t.Context(), env, []string{"denoise", bad, "-o", bad + ".out.nii", "--method", "gaussian"}); err == nil || exitCode(err) != 1 {
 		t.Errorf("missing input: got %v", err)
+	}
+}
+
+// --backend cuda in a binary without CUDA (or on a machine without a GPU)
+// is an error naming the reason, not a silent run on the CPU.
+func TestDenoiseBackendCUDAMissing(t *testing.T) {
+	if _, _, err := kernels.Open("cuda"); err == nil {
+		t.Skip("this build has a working CUDA backend")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.nii")
+	v := &volume.Volume{Size: [4]int{4, 3, 2, 1}, Spacing: [3]float64{1, 1, 1},
+		Axes: [3][3]float64{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}, Data: make([]float32, 24)}
+	if err := volume.WriteNIfTIFile(in, v, volume.NIfTIOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env, _, _ := testEnv(nil)
+	err := runEnv(t.Context(), env, []string{"denoise", in, "-o", filepath.Join(dir, "out.nii"), "--method", "gaussian", "--backend", "cuda"})
+	if !errors.Is(err, kernels.ErrNoDevice) || exitCode(err) != 1 {
+		t.Fatalf("denoise --backend cuda = %v (exit %d), want ErrNoDevice, exit 1", err, exitCode(err))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.nii")); !os.IsNotExist(err) {
+		t.Errorf("an output was written: %v", err)
 	}
 }
