@@ -54,6 +54,7 @@ func commands() []command {
 		{"worklist", "rebuild the Redis worklist from the index database", runWorklist},
 		{"volume", "assemble a series of a folder into a NIfTI volume (.nii, .nii.gz)", runVolumeEnv},
 		{"denoise", "denoise a NIfTI volume (bilateral, non-local means, Gaussian)", runDenoise},
+		{"phantom", "write synthetic head-CT studies (DICOM) with lesions and their masks (NIfTI)", runPhantom},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}
