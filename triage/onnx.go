@@ -124,6 +124,9 @@ type Limits struct {
 	MaxTensorElems int64 // one tensor
 	MaxTotalElems  int64 // all initializers together
 	MaxRank        int
+	// MaxItems bounds the node input and output names, attributes,
+	// string values and value infos of the whole model together.
+	MaxItems int
 }
 
 // DefaultLimits fit the 3D segmentation and classification models
@@ -134,6 +137,7 @@ var DefaultLimits = Limits{
 	MaxTensorElems: 1 << 28,
 	MaxTotalElems:  1 << 28,
 	MaxRank:        8,
+	MaxItems:       4_000_000,
 }
 
 // Errors of model loading (wrapped with the node, operator or tensor

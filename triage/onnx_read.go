@@ -85,6 +85,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxRank <= 0 {
 		l.MaxRank = d.MaxRank
 	}
+	if l.MaxItems <= 0 {
+		l.MaxItems = d.MaxItems
+	}
 	return l
 }
 
@@ -98,6 +101,19 @@ const (
 type reader struct {
 	lim        Limits
 	totalElems int64 // elements of all tensors decoded so far
+	items      int   // names, attributes and value infos decoded so far
+}
+
+// item counts one small decoded thing (a node input or output name, an
+// attribute, a string value, a value info) against Limits.MaxItems: each
+// costs tens of bytes in memory for a few in the file, so without a bound
+// a file of MaxBytes could expand many times over.
+func (r *reader) item(what string) error {
+	r.items++
+	if r.items > r.lim.MaxItems {
+		return errorf(ErrLimit, "more than %d names, attributes and value infos (at a %s)", r.lim.MaxItems, what)
+	}
+	return nil
 }
 
 // field is one decoded protobuf field: v holds a varint, fixed32 or fixed64
@@ -359,6 +375,9 @@ func (r *reader) graph(b []byte) (*Graph, error) {
 				return err
 			}
 			var vi ValueInfo
+			if err = r.item("value info"); err != nil {
+				return err
+			}
 			if vi, err = r.valueInfo(f.b); err != nil {
 				return err
 			}
@@ -396,10 +415,12 @@ func (r *reader) node(b []byte) (*Node, error) {
 		case 1:
 			if s, err = f.str(msg); err == nil {
 				n.Inputs = append(n.Inputs, s)
+				err = r.item("node input")
 			}
 		case 2:
 			if s, err = f.str(msg); err == nil {
 				n.Outputs = append(n.Outputs, s)
+				err = r.item("node output")
 			}
 		case 3:
 			n.Name, err = f.str(msg)
@@ -414,6 +435,9 @@ func (r *reader) node(b []byte) (*Node, error) {
 				return err
 			}
 			var a *Attribute
+			if err = r.item("attribute"); err != nil {
+				return err
+			}
 			if a, err = r.attribute(f.b); err == nil {
 				if _, dup := n.Attrs[a.Name]; dup {
 					err = errorf(ErrModel, "attribute %q appears twice", a.Name)
@@ -477,6 +501,9 @@ func (r *reader) attribute(b []byte) (*Attribute, error) {
 		case 9:
 			if err = f.want(msg, protowire.BytesType); err == nil {
 				a.Strings = append(a.Strings, append([]byte(nil), f.b...))
+				if err := r.item("string"); err != nil {
+					return err
+				}
 			}
 		case 20:
 			var t int64

@@ -628,3 +628,19 @@ func FuzzReadModel(f *testing.F) {
 		}
 	})
 }
+
+// MaxItems bounds the names, attributes and value infos of a model, which
+// cost far more in memory than in the file.
+func TestReadModelMaxItems(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "onnx", "seg3d_op13.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadModel(data, Limits{}); err != nil {
+		t.Fatalf("default limits: %v", err)
+	}
+	_, err = ReadModel(data, Limits{MaxItems: 10})
+	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "more than 10 names") {
+		t.Fatalf("MaxItems 10: %v, want ErrLimit", err)
+	}
+}
