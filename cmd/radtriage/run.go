@@ -55,6 +55,7 @@ func commands() []command {
 		{"volume", "assemble a series of a folder into a NIfTI volume (.nii, .nii.gz)", runVolumeEnv},
 		{"denoise", "denoise a NIfTI volume (bilateral, non-local means, Gaussian)", runDenoise},
 		{"phantom", "write synthetic head-CT studies (DICOM) with lesions and their masks (NIfTI)", runPhantom},
+		{"preprocess", "write the network input of a series (denoise, resample, window) as NIfTI, as triage sees it", runPreprocess},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}
@@ -98,7 +99,7 @@ func runEnv(ctx context.Context, env *environ, args []string) error {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "radtriage %s: DICOM triage server\n\nUsage:\n  radtriage <command> [arguments] [flags]\n\nCommands:\n", version)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, "\nEvery flag --some-flag also reads the environment variable RADTRIAGE_SOME_FLAG;\nthe command line wins. Run \"radtriage help <command>\" for its flags.\n")
 }
