@@ -41,7 +41,8 @@ help:
 	@echo '                  codecs vs dcmtk (bench-codecs.md), volume vs dcm2niix (bench-volume.md),'
 	@echo '                  worklist vs redis-benchmark (bench-worklist.md),'
 	@echo '                  kernels: denoisers vs scikit-image (bench-kernels-denoise.md),'
-	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md)'
+	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md),'
+	@echo '                  ONNX model inference vs onnxruntime and PyTorch (bench-triage-models.md)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
@@ -85,6 +86,7 @@ bench: services
 	kernels/bench/deps.sh
 	.ci/bench-kernels-denoise.sh bench-kernels-denoise.md
 	.ci/bench-kernels-conv.sh bench-kernels-conv.md
+	.ci/bench-triage-models.sh bench-triage-models.md
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
