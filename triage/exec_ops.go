@@ -61,6 +61,8 @@ func (c *compiler) runtimeNode(n *Node, a *attrs, ins []*value) error {
 		return c.addStep(n, n.Outputs[0], []int{st}, out, func(dst *kernels.Buffer, in []*kernels.Buffer) error {
 			return c.b.GlobalAvgPool(dst, in[0], nb, ch, sp)
 		})
+	case "ReduceMean":
+		return c.reduceMean(n, a, ins)
 	case "Gemm", "MatMul":
 		return c.gemm(n, a, ins)
 	case "Pad":
@@ -800,5 +802,63 @@ func (c *compiler) pad(n *Node, a *attrs, ins []*value) error {
 	}
 	return c.addStep(n, n.Outputs[0], []int{st}, out, func(dst *kernels.Buffer, in []*kernels.Buffer) error {
 		return c.b.CropPad(dst, in[0], nb, ch, src3, dst3, off3, fill)
+	})
+}
+
+// reduceMean runs ReduceMean over every spatial axis (2 to rank-1), what
+// torch.mean(x, dim=(2, 3, 4)) exports for a classifier's pooling, as a
+// global average pool. Other axis sets are refused. Axes are an attribute
+// before opset 18 and a constant input from 18.
+func (c *compiler) reduceMean(n *Node, a *attrs, ins []*value) error {
+	if err := needInputs(n, 1, 2); err != nil {
+		return err
+	}
+	x := ins[0]
+	rank := len(x.shape)
+	var axes []int64
+	if c.opset >= 18 {
+		if len(ins) > 1 && ins[1] != nil {
+			if ins[1].c == nil || !ins[1].c.isInt {
+				return fmt.Errorf("%w: ReduceMean axes that are not a constant integer tensor", ErrUnsupported)
+			}
+			axes = ins[1].c.ints
+		}
+		if len(axes) == 0 && a.int("noop_with_empty_axes", 0) != 0 {
+			return fmt.Errorf("%w: ReduceMean with noop_with_empty_axes", ErrUnsupported)
+		}
+	} else {
+		axes = a.ints("axes")
+	}
+	if len(axes) == 0 { // every axis
+		for k := range rank {
+			axes = append(axes, int64(k))
+		}
+	}
+	seen := make([]bool, rank)
+	for _, ax := range axes {
+		if ax < 0 {
+			ax += int64(rank)
+		}
+		if ax < 0 || ax >= int64(rank) || seen[ax] {
+			return fmt.Errorf("%w: ReduceMean axes %v for rank %d", ErrModel, axes, rank)
+		}
+		seen[ax] = true
+	}
+	if rank < 3 || seen[0] || seen[1] || len(axes) != rank-2 {
+		return fmt.Errorf("%w: ReduceMean over axes %v of shape %v (only the spatial axes 2 to %d run)", ErrUnsupported, axes, x.shape, rank-1)
+	}
+	st, err := c.operand(n.Inputs[0], x)
+	if err != nil {
+		return err
+	}
+	nb, ch, sp := x.shape[0], x.shape[1], numel(x.shape[2:])
+	out := []int{nb, ch}
+	if a.int("keepdims", 1) != 0 {
+		for range x.shape[2:] {
+			out = append(out, 1)
+		}
+	}
+	return c.addStep(n, n.Outputs[0], []int{st}, out, func(dst *kernels.Buffer, in []*kernels.Buffer) error {
+		return c.b.GlobalAvgPool(dst, in[0], nb, ch, sp)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -875,4 +876,43 @@ func TestExecResize3DNearestSizes(t *testing.T) {
 		}
 	}
 	near(t, "y", out["y"], want, 0, 0)
+}
+
+// ReduceMean over the spatial axes (torch.mean(x, dim=(2, 3, 4))) runs as
+// a global average pool, with axes as an attribute (opset 13) or a
+// constant input (opset 18), keepdims or not; other axes are refused.
+func TestExecReduceMean(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	x := randN(rng, 2*3*24)
+	want := make([]float32, 6)
+	for i := range want {
+		s := 0.0
+		for _, v := range x[i*24 : (i+1)*24] {
+			s += float64(v)
+		}
+		want[i] = float32(s / 24)
+	}
+	shapes := map[string][]int{"x": {2, 3, 2, 3, 4}}
+	in := map[string][]float32{"x": x}
+	m := newBuilder(13).input("x", 2, 3, 2, 3, 4).
+		node("ReduceMean", []string{"x"}, []string{"y"}, aInts("axes", 2, 3, -1), aInt("keepdims", 0)).output("y").m
+	p, out := compileRun(t, m, shapes, in, CompileOptions{})
+	near(t, "opset 13", out["y"], want, 1e-6, 1e-6)
+	if got := p.OutputShapes()["y"]; !slices.Equal(got, []int{2, 3}) {
+		t.Errorf("keepdims 0: shape %v, want [2 3]", got)
+	}
+	m = newBuilder(18).input("x", 2, 3, 2, 3, 4).initInts("axes", 4, 2, 3).
+		node("ReduceMean", []string{"x", "axes"}, []string{"y"}).output("y").m
+	p, out = compileRun(t, m, shapes, in, CompileOptions{})
+	near(t, "opset 18", out["y"], want, 1e-6, 1e-6)
+	if got := p.OutputShapes()["y"]; !slices.Equal(got, []int{2, 3, 1, 1, 1}) {
+		t.Errorf("keepdims 1: shape %v, want [2 3 1 1 1]", got)
+	}
+	for _, axes := range [][]int64{{1, 2, 3, 4}, {2, 3}, {2, 2, 3}, {2, 3, 5}, nil} {
+		m = newBuilder(13).input("x", 2, 3, 2, 3, 4).
+			node("ReduceMean", []string{"x"}, []string{"y"}, aInts("axes", axes...)).output("y").m
+		if _, err := Compile(m, kernels.CPU(), shapes, CompileOptions{}); !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrModel) {
+			t.Errorf("axes %v: %v, want a refusal", axes, err)
+		}
+	}
 }
