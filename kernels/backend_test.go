@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -44,6 +45,27 @@ func TestConvSpecOut(t *testing.T) {
 	} {
 		if _, err := bad.Out(); !errors.Is(err, ErrShape) {
 			t.Errorf("%+v: Out() = %v, want ErrShape", bad, err)
+		}
+	}
+}
+
+// The fused, branch-free activation loops agree with Activation.Apply,
+// the definition, on every kind of value (zeros of either sign compare
+// equal; NaN stays NaN).
+func TestApplyAllMatchesApply(t *testing.T) {
+	vals := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 3.5, -2.25, 1e-30, -1e-30, 1e30, -1e30,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}
+	for i := 0; i < 200; i++ {
+		vals = append(vals, float32(i-100)*0.37)
+	}
+	for _, a := range []Activation{{}, {Kind: ActReLU}, {Kind: ActLeakyReLU, Alpha: 0.01}, {Kind: ActLeakyReLU, Alpha: 0.2}, {Kind: ActSigmoid}} {
+		d := append([]float32(nil), vals...)
+		a.applyAll(d)
+		for i, x := range vals {
+			want, got := a.Apply(x), d[i]
+			if got != want && !(math.IsNaN(float64(got)) && math.IsNaN(float64(want))) {
+				t.Errorf("%+v of %v: applyAll %v, Apply %v", a, x, got, want)
+			}
 		}
 	}
 }
