@@ -83,7 +83,6 @@ bench: services
 	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/codecbench -shared ../shared/dicom -out bench-codecs.md
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/bench-volume.sh
 	$(WITH_SERVICES) .ci/bench-worklist.sh
-	kernels/bench/deps.sh
 	.ci/bench-kernels-denoise.sh bench-kernels-denoise.md
 	.ci/bench-kernels-conv.sh bench-kernels-conv.md
 	.ci/bench-triage-models.sh bench-triage-models.md

@@ -12,9 +12,8 @@
 #
 # Environment: BENCHTIME (go -benchtime, default 5x), REPS (PyTorch and
 # onnxruntime runs per layer, median, default 5), ROUNDS, PYTHON (default
-# /usr/bin/python3, which needs torch and onnx export). Installs
-# onnxruntime-node (version pinned in kernels/bench/package-lock.json) into
-# kernels/bench/node_modules when missing.
+# /usr/bin/python3, which needs torch and onnx export). kernels/bench/deps.sh
+# installs the references (PyTorch, onnxruntime-node) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench-kernels-conv.md}"
@@ -25,9 +24,7 @@ python="${PYTHON:-/usr/bin/python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-if [ ! -d kernels/bench/node_modules/onnxruntime-node ]; then
-	(cd kernels/bench && npm ci --ignore-scripts --no-audit --no-fund)
-fi
+kernels/bench/deps.sh
 
 echo "exporting the ONNX models..." >&2
 "$python" kernels/bench/bench_conv.py --reps 1 --export "$work/onnx" >/dev/null 2>&1

@@ -17,6 +17,7 @@ reps="${REPS:-5}"
 python="${PYTHON:-/usr/bin/python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+kernels/bench/deps.sh
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
 
 echo "radtriage filters..." >&2

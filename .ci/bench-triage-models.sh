@@ -18,9 +18,8 @@
 #
 # Environment: REPS (timed runs per model and round, median, default 5),
 # ROUNDS, TOL, PYTHON (default /usr/bin/python3, which needs torch).
-# Installs onnxruntime-node (version pinned in
-# kernels/bench/package-lock.json) into kernels/bench/node_modules when
-# missing.
+# kernels/bench/deps.sh installs the references (PyTorch, onnxruntime-node)
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench-triage-models.md}"
@@ -31,9 +30,7 @@ python="${PYTHON:-/usr/bin/python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-if [ ! -d kernels/bench/node_modules/onnxruntime-node ]; then
-	(cd kernels/bench && npm ci --ignore-scripts --no-audit --no-fund)
-fi
+kernels/bench/deps.sh
 
 echo "exporting the ONNX models..." >&2
 "$python" triage/bench/make_bench_models.py "$work/m" >/dev/null 2>&1

@@ -45,22 +45,10 @@ func (c *compiler) runtimeNode(n *Node, a *attrs, ins []*value) error {
 		if err := needInputs(n, 1, 1); err != nil {
 			return err
 		}
-		x := ins[0]
-		if len(x.shape) < 3 {
-			return fmt.Errorf("%w: GlobalAveragePool of shape %v", ErrModel, x.shape)
+		if len(ins[0].shape) < 3 {
+			return fmt.Errorf("%w: GlobalAveragePool of shape %v", ErrModel, ins[0].shape)
 		}
-		st, err := c.operand(n.Inputs[0], x)
-		if err != nil {
-			return err
-		}
-		nb, ch, sp := x.shape[0], x.shape[1], numel(x.shape[2:])
-		out := []int{nb, ch}
-		for range x.shape[2:] {
-			out = append(out, 1)
-		}
-		return c.addStep(n, n.Outputs[0], []int{st}, out, func(dst *kernels.Buffer, in []*kernels.Buffer) error {
-			return c.b.GlobalAvgPool(dst, in[0], nb, ch, sp)
-		})
+		return c.spatialMean(n, ins[0], true)
 	case "ReduceMean":
 		return c.reduceMean(n, a, ins)
 	case "Gemm", "MatMul":
@@ -847,13 +835,20 @@ func (c *compiler) reduceMean(n *Node, a *attrs, ins []*value) error {
 	if rank < 3 || seen[0] || seen[1] || len(axes) != rank-2 {
 		return fmt.Errorf("%w: ReduceMean over axes %v of shape %v (only the spatial axes 2 to %d run)", ErrUnsupported, axes, x.shape, rank-1)
 	}
+	return c.spatialMean(n, x, a.int("keepdims", 1) != 0)
+}
+
+// spatialMean averages every channel of x (N, C, spatial...) over its
+// spatial axes, keeping them as 1s when keepDims: GlobalAveragePool, and
+// ReduceMean over axes 2 to rank-1.
+func (c *compiler) spatialMean(n *Node, x *value, keepDims bool) error {
 	st, err := c.operand(n.Inputs[0], x)
 	if err != nil {
 		return err
 	}
 	nb, ch, sp := x.shape[0], x.shape[1], numel(x.shape[2:])
 	out := []int{nb, ch}
-	if a.int("keepdims", 1) != 0 {
+	if keepDims {
 		for range x.shape[2:] {
 			out = append(out, 1)
 		}
