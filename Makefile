@@ -31,7 +31,7 @@ REQUIRE_CODECS = RADTRIAGE_REQUIRE_CODECS=$(if $(CODEC_TAGS),1,0)
 SERVICES_ENV := .cache/services.env
 WITH_SERVICES = if [ -f $(SERVICES_ENV) ]; then . ./$(SERVICES_ENV); fi;
 
-.PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean goldens
+.PHONY: help build run test unit race bench build-cuda fmt vet fuzz services services-stop clean goldens models eval
 
 help:
 	@echo 'make build        bin/radtriage (pure Go, plus the cgo JPEG 2000/JPEG-LS codecs when their headers are installed)'
@@ -42,7 +42,8 @@ help:
 	@echo '                  worklist vs redis-benchmark (bench-worklist.md),'
 	@echo '                  kernels: denoisers vs scikit-image (bench-kernels-denoise.md),'
 	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md),'
-	@echo '                  ONNX model inference vs onnxruntime and PyTorch (bench-triage-models.md)'
+	@echo '                  ONNX model inference vs onnxruntime and PyTorch (bench-triage-models.md),'
+	@echo '                  triage of ct-head-5mm by stage, ensemble models vs onnxruntime and PyTorch (bench-triage.md)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
@@ -52,6 +53,8 @@ help:
 	@echo 'make ptx          regenerate kernels/ptx/*.ptx from kernels/*.cu (nvcc 11.8, compute_80)'
 	@echo 'make test-cuda-bin  bin/kernels-cuda.test, the kernels suite to run on a GPU machine (kernels/bench/GPU.md)'
 	@echo 'make goldens      regenerate the kernels conformance goldens with PyTorch (/usr/bin/python3, python3-torch)'
+	@echo 'make models       retrain the default triage ensemble (triage/models) on phantoms, PyTorch CPU (~1 h on 2 cores)'
+	@echo 'make eval         the ensemble on 200 held-out phantoms and the real head CT: AUC, sensitivity, Dice, volume error (eval.md)'
 
 build:
 	CGO_ENABLED=$(CGO) $(GO) build $(GOTAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/radtriage
@@ -86,6 +89,7 @@ bench: services
 	.ci/bench-kernels-denoise.sh bench-kernels-denoise.md
 	.ci/bench-kernels-conv.sh bench-kernels-conv.md
 	.ci/bench-triage-models.sh bench-triage-models.md
+	.ci/bench-triage.sh bench-triage.md
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
@@ -105,6 +109,20 @@ goldens:
 		case $$f in *golden_common.py) continue;; esac; \
 		/usr/bin/python3 $$f || exit 1; \
 	done
+
+# The default triage ensemble: phantoms made and preprocessed by
+# bin/radtriage, trained with PyTorch CPU, exported to ONNX with model cards
+# (triage/train/train.py). The result is committed; training data are
+# cached in .cache/train.
+models: build
+	kernels/bench/deps.sh
+	/usr/bin/python3 triage/train/train.py --radtriage $(BIN) --out triage/models --work .cache/train
+
+# The ensemble on held-out phantoms (seeds never used in training) and the
+# real head CT; fails when a target of the triage issue is missed.
+EVAL_N ?= 200
+eval:
+	CGO_ENABLED=$(CGO) $(GO) run $(GOTAGS) ./cmd/triageeval -n $(EVAL_N) -shared ../shared/dicom -out eval.md -json eval.json
 
 fmt:
 	gofmt -s -w $$($(GO) list -f '{{.Dir}}' ./...)

@@ -45,6 +45,7 @@ var migrations embed.FS
 //
 //	index.db                              default SQLite index (with -wal, -shm)
 //	blobs/{study}/{series}/{sop}.dcm      instances exactly as received
+//	masks/{study}/{sha256}-{nonce}.nii.gz triage label masks (triage.go)
 //	conflicts/{sop}/{sha256}.dcm          later, different bytes under a stored SOP UID
 //	quarantine/                           blobs that could not be indexed (never served)
 //	tmp/                                  ingest temp files

@@ -18,6 +18,7 @@ type ReconcileReport struct {
 	Conflicts    int // orphan blobs that turned out to be other versions of indexed SOPs (set aside)
 	Quarantined  int // orphan blobs that could not be indexed, moved to DataDir/quarantine
 	MissingBlobs int // index rows whose blob is missing (logged as errors; should never happen)
+	MasksPruned  int // triage masks no result names (a crash between the mask write and the commit)
 }
 
 // tmpGrace: temp files younger than this may belong to an ingest in
@@ -101,6 +102,11 @@ func (db *DB) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			}
 		}
 	}
+	n, err := db.PruneTriageMasks(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.MasksPruned = n
 	return rep, nil
 }
 

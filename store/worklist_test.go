@@ -231,7 +231,7 @@ func runWorklistSuite(t *testing.T, env func(testing.TB) Config) {
 		for _, step := range []struct {
 			cmd  string
 			want uint
-		}{{"version", 2}, {"down", 1}, {"version", 1}, {"up", 2}} {
+		}{{"version", 3}, {"down", 2}, {"down", 1}, {"version", 1}, {"up", 3}} {
 			v, dirty, err := Migrate(ctx, cfg, step.cmd)
 			if err != nil || dirty || v != step.want {
 				t.Fatalf("migrate %s: %d %v %v, want %d", step.cmd, v, dirty, err, step.want)

@@ -127,7 +127,12 @@ type OutputSpec struct {
 type TrainingInfo struct {
 	Data   string `json:"data"`   // "synthetic phantoms, seeds 1-400"
 	Date   string `json:"date"`   // "2026-11-23"
-	Script string `json:"script"` // "tools/train_seg.py"
+	Script string `json:"script"` // "triage/train/train.py"
+	// Architecture describes the network in a line.
+	Architecture string `json:"architecture,omitempty"`
+	// ONNXSHA256 is the SHA-256 of the ONNX file the training wrote;
+	// LoadEnsemble refuses a model file that does not match it.
+	ONNXSHA256 string `json:"onnx_sha256,omitempty"`
 }
 
 // Finding tiers, kinds and activations a card may name.

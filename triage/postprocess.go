@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/radtriage/radtriage/kernels"
 )
@@ -468,6 +469,9 @@ type Finding struct {
 	KeySlice *int `json:"key_slice,omitempty"`
 	// ModelVersions name the models that contributed ("ich-seg@0.1.0").
 	ModelVersions []string `json:"model_versions"`
+	// Explanation says in a sentence why the finding is (or is not)
+	// positive: each model's score against its threshold and the rule.
+	Explanation string `json:"explanation"`
 }
 
 // Evidence is what the ensemble says about one finding code: at least one
@@ -567,5 +571,34 @@ func CombineFinding(e Evidence) (f Finding, positive bool, err error) {
 		positive = positive && e.ClsScore >= e.ClsThreshold
 	}
 	f.Probability = sum / float64(n)
+	f.Explanation = explain(e, positive)
 	return f, positive, nil
+}
+
+// explain is CombineFinding's sentence.
+func explain(e Evidence, positive bool) string {
+	var parts []string
+	if e.HasSeg {
+		if len(e.Lesions) > 0 {
+			var ml float64
+			for _, l := range e.Lesions {
+				ml += l.VolumeML
+			}
+			parts = append(parts, fmt.Sprintf("segmentation found %d lesion(s), %.1f mL in all (peak probability %.2f)", len(e.Lesions), ml, e.SegScore))
+		} else {
+			parts = append(parts, fmt.Sprintf("segmentation found no lesion above threshold and minimum size (peak probability %.2f)", e.SegScore))
+		}
+	}
+	if e.HasCls {
+		cmp := "below"
+		if e.ClsScore >= e.ClsThreshold {
+			cmp = "at or above"
+		}
+		parts = append(parts, fmt.Sprintf("classifier %.2f, %s its threshold %.2f", e.ClsScore, cmp, e.ClsThreshold))
+	}
+	verdict := "not reported: every model must agree"
+	if positive {
+		verdict = "reported: every model agrees"
+	}
+	return strings.Join(parts, "; ") + "; " + verdict
 }

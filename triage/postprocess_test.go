@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/radtriage/radtriage/kernels"
@@ -582,6 +583,14 @@ func TestCombineFinding(t *testing.T) {
 			}
 			if f.Code != "ICH" || f.Tier != "critical" || f.Label != base.Label || len(f.ModelVersions) != 2 {
 				t.Errorf("finding %+v", f)
+			}
+			verdict := "not reported"
+			if tc.positive {
+				verdict = "reported: every model agrees"
+			}
+			if !strings.HasSuffix(f.Explanation, verdict) && !strings.Contains(f.Explanation, verdict+":") ||
+				e.HasCls != strings.Contains(f.Explanation, "classifier") || e.HasSeg != strings.Contains(f.Explanation, "segmentation") {
+				t.Errorf("explanation %q", f.Explanation)
 			}
 			if (f.CentroidLPS != nil) != tc.located || (f.BBoxLPS != nil) != tc.located || (f.KeySlice != nil) != tc.located {
 				t.Errorf("location present %v %v %v, want %v", f.CentroidLPS != nil, f.BBoxLPS != nil, f.KeySlice != nil, tc.located)

@@ -118,7 +118,7 @@ func Preprocess(ctx context.Context, b kernels.Backend, v *volume.Volume, in Inp
 	if err != nil {
 		return nil, err
 	}
-	out, m, err := src.ResampleTo(in.Spacing, in.Size)
+	out, m, err := networkGrid(src, in)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
 	}
@@ -228,6 +228,37 @@ func Preprocess(ctx context.Context, b kernels.Backend, v *volume.Volume, in Inp
 	return p, nil
 }
 
+// networkGrid is the network's grid for a source grid: the card's spacing
+// and size around the source's physical centre (Geometry.ResampleTo),
+// with each axis pointing the way of the patient axis (L, P or S) it is
+// closest to. Models so see one orientation whichever way a source stores
+// its columns, rows and slices: a DICOM axial stack (columns to the left,
+// rows to the back, slices upwards: no flip), a NIfTI file written rows
+// bottom to top, a stack ordered feet first. m maps a network index to
+// the source's (a negative scale on a flipped axis).
+func networkGrid(src kernels.Geometry, in InputSpec) (kernels.Geometry, kernels.AxisMap, error) {
+	var flip [3]bool
+	for a := 0; a < 3; a++ {
+		r := 0
+		for k := 1; k < 3; k++ {
+			if math.Abs(src.Axes[a][k]) > math.Abs(src.Axes[a][r]) {
+				r = k
+			}
+		}
+		flip[a] = src.Axes[a][r] < 0
+	}
+	out, m, err := src.Flip(flip).ResampleTo(in.Spacing, in.Size)
+	if err != nil {
+		return out, m, err
+	}
+	for a := 0; a < 3; a++ {
+		if flip[a] {
+			m.Scale[a], m.Offset[a] = -m.Scale[a], float64(src.Size[a]-1)-m.Offset[a]
+		}
+	}
+	return out, m, nil
+}
+
 // sourceGeometry checks the volume and returns its grid in (D, H, W).
 func sourceGeometry(v *volume.Volume) (kernels.Geometry, error) {
 	var g kernels.Geometry
@@ -316,4 +347,59 @@ func (p *Prepared) VolumeOf() *volume.Volume {
 		Data:     p.Tensor,
 		Modality: "CT",
 	}
+}
+
+// PreprocessLabels brings a label mask (integer labels stored as the
+// volume's values, such as a phantom's mask.nii.gz) onto the network grid
+// of in, the same grid Preprocess gives for a volume of the same geometry:
+// nearest-neighbour resampling (kernels.Nearest), background (0) outside
+// the volume, no denoising and no window. Training reads the result as
+// the target beside Preprocess's input, so both are on one grid.
+func PreprocessLabels(ctx context.Context, b kernels.Backend, v *volume.Volume, in InputSpec) (*Prepared, error) {
+	start := time.Now()
+	if err := in.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
+	}
+	src, err := sourceGeometry(v)
+	if err != nil {
+		return nil, err
+	}
+	out, m, err := networkGrid(src, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
+	}
+	p := &Prepared{Geometry: out, Source: src, Map: m, backend: b}
+	n, nOut := src.Voxels(), out.Voxels()
+	vals := v.Data
+	if vals == nil {
+		vals = make([]float32, n)
+		for i, s := range v.Stored[:n] {
+			vals[i] = float32(float64(s)*v.Slope + v.Intercept)
+		}
+	}
+	lab, err := b.Alloc(kernels.Float32, n)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free(lab)
+	if err := b.Upload(lab, vals[:n]); err != nil {
+		return nil, err
+	}
+	res, err := b.Alloc(kernels.Float32, nOut)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Resample(res, lab, out.Size, src.Size, m, kernels.Nearest, 0); err != nil {
+		b.Free(res)
+		return nil, fmt.Errorf("resampling labels %v to %v: %w", src.Size, out.Size, err)
+	}
+	p.Tensor = make([]float32, nOut)
+	if err := b.Download(p.Tensor, res); err != nil {
+		b.Free(res)
+		return nil, err
+	}
+	p.Buffer = res
+	p.Timings.Resample = float64(time.Since(start).Microseconds()) / 1000
+	p.Timings.Total = p.Timings.Resample
+	return p, ctx.Err()
 }

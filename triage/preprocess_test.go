@@ -397,3 +397,77 @@ func TestPreprocessCUDAMatchesCPU(t *testing.T) {
 		got.Release()
 	}
 }
+
+// The network grid is oriented by the patient axes, not by how a source
+// stores its voxels: a phantom's mask written as NIfTI (rows bottom to
+// top, as dcm2niix and phantom.WriteMask write them) and read back gives,
+// through PreprocessLabels, labels over the lesion's bright voxels of the
+// DICOM-ordered volume's input; and the volume itself stored flipped on
+// every axis gives the same input.
+func TestPreprocessOrientation(t *testing.T) {
+	ph := smallPhantom(t)
+	v := ph.HUVolume()
+	in := spec([3]float64{4, 2.5, 2.5}, [3]int{24, 96, 96}, 40, 120, noDenoise)
+	p := prep(t, v, in)
+
+	name := filepath.Join(t.TempDir(), "mask.nii.gz")
+	if err := phantom.WriteMask(name, ph); err != nil {
+		t.Fatal(err)
+	}
+	mv, err := volume.ReadNIfTIFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv.Axes[1][1] > 0 {
+		t.Fatalf("the mask file's rows run %v: this test wants them stored bottom to top", mv.Axes[1])
+	}
+	lab, err := PreprocessLabels(t.Context(), kernels.CPU(), mv, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Release()
+	if lab.Geometry.Size != p.Geometry.Size || lab.Geometry.Axes != p.Geometry.Axes || !near3(lab.Geometry.Origin, p.Geometry.Origin, 1e-4) {
+		t.Fatalf("label grid %+v, input grid %+v", lab.Geometry, p.Geometry)
+	}
+	for _, l := range ph.Lesions {
+		var sum float64
+		var n int
+		for i, x := range lab.Tensor {
+			if x == float32(l.Label) {
+				sum += float64(p.Tensor[i])
+				n++
+			}
+		}
+		// Blood is 52-78 HU, (HU+20)/120 in the window: over 0.6; brain
+		// is about 0.4.
+		if n == 0 || sum/float64(n) < 0.55 {
+			t.Errorf("%s: %d label voxels, mean input %.3f under them", l.Kind, n, sum/float64(max(n, 1)))
+		}
+	}
+
+	// The volume stored the other way on every axis: same input.
+	src := kernels.GeometryFromVolume(v.Size, v.Spacing, v.Origin, v.Axes)
+	fg := src.Flip([3]bool{true, true, true})
+	vals := v.Values()
+	fv := *v
+	fv.Stored, fv.Data = nil, make([]float32, len(vals))
+	D, H, W := v.Size[2], v.Size[1], v.Size[0]
+	for d := range D {
+		for h := range H {
+			for w := range W {
+				fv.Data[(W-1-w)+W*((H-1-h)+H*(D-1-d))] = vals[w+W*(h+H*d)]
+			}
+		}
+	}
+	fv.Size, fv.Spacing, fv.Origin, fv.Axes = fg.VolumeFields()
+	q := prep(t, &fv, in)
+	for i := range p.Tensor {
+		if math.Abs(float64(p.Tensor[i]-q.Tensor[i])) > 1e-5 {
+			t.Fatalf("voxel %d: %v from the volume, %v from its flipped storage", i, p.Tensor[i], q.Tensor[i])
+		}
+	}
+	// And the map still leads back to the flipped source's indices.
+	if s := q.ToSource([3]float64{0, 0, 0}); !near3(s, [3]float64{float64(D-1) - p.ToSource([3]float64{})[0], float64(H-1) - p.ToSource([3]float64{})[1], float64(W-1) - p.ToSource([3]float64{})[2]}, 1e-9) {
+		t.Errorf("ToSource(0) %v on the flipped source", s)
+	}
+}

@@ -17,6 +17,7 @@ type preprocessConfig struct {
 	Out     string
 	Series  string
 	Backend string
+	Labels  bool // the input is a label mask: nearest neighbour, no denoise or window
 }
 
 func parsePreprocess(env *environ, args []string) (*preprocessConfig, error) {
@@ -32,7 +33,11 @@ NIfTI-1 file of one 3D volume.
 The output is NIfTI-1, FLOAT32, with the network grid's geometry. Its voxel
 order is the tensor's: i (fastest) is W, j is H, k is D, rows kept in that
 order, so that numpy's nibabel.load(f).get_fdata().transpose(2, 1, 0) is the
-network input of shape (D, H, W). -o is short for --out. Exit status: 0
+network input of shape (D, H, W). With --labels the input is a label mask
+(a NIfTI file of integer labels, such as a phantom's mask.nii.gz) and is
+only resampled, nearest neighbour, onto the same grid (background 0
+outside), giving the training target beside the input. -o is short for
+--out. Exit status: 0
 done, 1 error, 2 usage.`, env)
 	fs.stringVar(&c.Card, "card", "CARD.json", "", "the model card whose input spec to apply (required)", nil)
 	fs.stringVar(&c.Out, "out", "FILE", "", "the NIfTI file to write: FILE.nii or FILE.nii.gz", checkNIfTIName)
@@ -42,6 +47,7 @@ done, 1 error, 2 usage.`, env)
 		return nil
 	})
 	fs.stringVar(&c.Series, "series", "UID", "", "for a folder: the Series Instance UID to use (default: choose one)", nil)
+	fs.boolVar(&c.Labels, "labels", "the input is a label mask: resample it nearest neighbour, no denoising or window")
 	backendFlag(fs, &c.Backend)
 	pos, err := fs.parse(args, 1)
 	if err != nil {
@@ -85,7 +91,11 @@ func preprocessFile(ctx context.Context, c *preprocessConfig, stdout, stderr io.
 	if c.Backend == "auto" && reason != "" {
 		fmt.Fprintf(stderr, "backend %s: %s\n", b.Name(), reason)
 	}
-	p, err := triage.Preprocess(ctx, b, v, card.Input)
+	prep := triage.Preprocess
+	if c.Labels {
+		prep = triage.PreprocessLabels
+	}
+	p, err := prep(ctx, b, v, card.Input)
 	if err != nil {
 		return fmt.Errorf("preprocessing %s: %w", from, err)
 	}
@@ -100,6 +110,11 @@ func preprocessFile(ctx context.Context, c *preprocessConfig, stdout, stderr io.
 		return fmt.Errorf("writing %s: %w", c.Out, err)
 	}
 	in := card.Input
+	if c.Labels {
+		fmt.Fprintf(stdout, "wrote %s: labels on %s voxels of %s mm (nearest neighbour) from %s on %s in %.0f ms\n",
+			c.Out, sizeText(out.Size), spacingText(out.Spacing), from, b.Name(), p.Timings.Total)
+		return nil
+	}
 	fmt.Fprintf(stdout, "wrote %s: %s voxels of %s mm (window %g/%g, denoise %s) from %s on %s in %.0f ms\n",
 		c.Out, sizeText(out.Size), spacingText(out.Spacing), in.Window.Center, in.Window.Width, in.Denoise.Method,
 		from, b.Name(), p.Timings.Total)

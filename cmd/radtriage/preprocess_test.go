@@ -88,8 +88,9 @@ func TestPreprocessCommand(t *testing.T) {
 		}
 	}
 
-	// The same series as NIfTI (rows flipped, as dcm2niix writes them):
-	// the same network input, up to the flipped H axis.
+	// The same series as NIfTI (rows stored bottom to top, as dcm2niix
+	// writes them): the same network input, since the network grid is
+	// oriented by the patient axes, not by the file's storage order.
 	nii := filepath.Join(t.TempDir(), "series.nii")
 	if err := volume.WriteNIfTIFile(nii, ph.HUVolume(), volume.NIfTIOptions{}); err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func TestPreprocessCommand(t *testing.T) {
 	for d := range D {
 		for h := range H {
 			for w := range W {
-				a, b := vals[w+W*(h+H*d)], v2[w+W*((H-1-h)+H*d)]
+				a, b := vals[w+W*(h+H*d)], v2[w+W*(h+H*d)]
 				if math.Abs(float64(a-b)) > 1e-5 {
 					t.Fatalf("voxel (%d,%d,%d): %v from DICOM, %v from NIfTI", d, h, w, a, b)
 				}
