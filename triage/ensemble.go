@@ -446,7 +446,7 @@ func (e *Ensemble) Run(ctx context.Context, v *volume.Volume, studyUID string) (
 			if err != nil {
 				return nil, fmt.Errorf("finding %s: %w", c.code, err)
 			}
-			ev.SegScore, ev.Lesions = float64(mx), lesions
+			ev.SegScore, ev.Lesions, ev.SegThreshold = float64(mx), lesions, thr/n
 			if len(lesions) > 0 {
 				masks = append(masks, maskOf{code: c.code, prob: segProb, mask: mask, spec: spec})
 			}

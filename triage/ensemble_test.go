@@ -104,7 +104,7 @@ func TestLoadEnsembleErrors(t *testing.T) {
 		msg   string
 	}{
 		{"no cards", func(t *testing.T, dir string) {
-			for _, n := range []string{"seg_unet_tc", "seg_unet_rs", "cls_resnet"} {
+			for _, n := range []string{"seg_unet_tc", "seg_unet_rs", "cls_cnn"} {
 				os.Remove(filepath.Join(dir, n+".json"))
 			}
 		}, triage.ErrEnsemble, "no model cards"},
@@ -112,7 +112,7 @@ func TestLoadEnsembleErrors(t *testing.T) {
 			os.Remove(filepath.Join(dir, "seg_unet_rs.onnx"))
 		}, fs.ErrNotExist, "seg_unet_rs.onnx"},
 		{"hash mismatch", func(t *testing.T, dir string) {
-			f, _ := os.OpenFile(filepath.Join(dir, "cls_resnet.onnx"), os.O_APPEND|os.O_WRONLY, 0)
+			f, _ := os.OpenFile(filepath.Join(dir, "cls_cnn.onnx"), os.O_APPEND|os.O_WRONLY, 0)
 			f.Write([]byte{0})
 			f.Close()
 		}, triage.ErrEnsemble, "SHA-256"},
@@ -123,8 +123,8 @@ func TestLoadEnsembleErrors(t *testing.T) {
 			setSHA(t, dir, "seg_unet_tc")
 		}, triage.ErrModel, "seg_unet_tc.onnx"},
 		{"bad card", func(t *testing.T, dir string) {
-			editCard(t, filepath.Join(dir, "cls_resnet.json"), func(m map[string]any) { m["kind"] = "detector" })
-		}, triage.ErrCard, "cls_resnet.json"},
+			editCard(t, filepath.Join(dir, "cls_cnn.json"), func(m map[string]any) { m["kind"] = "detector" })
+		}, triage.ErrCard, "cls_cnn.json"},
 		{"input size the model cannot take", func(t *testing.T, dir string) {
 			// The model was exported for 32 slices; a card asking for 33
 			// is refused when the plan is compiled, not at the first
@@ -134,12 +134,12 @@ func TestLoadEnsembleErrors(t *testing.T) {
 			})
 		}, triage.ErrEnsemble, "seg_unet_tc"},
 		{"channel beyond the output", func(t *testing.T, dir string) {
-			editCard(t, filepath.Join(dir, "cls_resnet.json"), func(m map[string]any) {
+			editCard(t, filepath.Join(dir, "cls_cnn.json"), func(m map[string]any) {
 				m["findings"].([]any)[1].(map[string]any)["channel"] = 5
 			})
 		}, triage.ErrModel, "channel 5"},
 		{"tiers disagree", func(t *testing.T, dir string) {
-			editCard(t, filepath.Join(dir, "cls_resnet.json"), func(m map[string]any) {
+			editCard(t, filepath.Join(dir, "cls_cnn.json"), func(m map[string]any) {
 				m["findings"].([]any)[0].(map[string]any)["tier"] = "routine"
 			})
 		}, triage.ErrEnsemble, "tier"},
@@ -170,10 +170,10 @@ func TestLoadEnsembleErrors(t *testing.T) {
 func TestLoadEnsembleUnknownOperator(t *testing.T) {
 	dir := copyModels(t)
 	model := triage.UnknownOpModel()
-	if err := os.WriteFile(filepath.Join(dir, "cls_resnet.onnx"), model, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "cls_cnn.onnx"), model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	setSHA(t, dir, "cls_resnet")
+	setSHA(t, dir, "cls_cnn")
 	_, err := triage.LoadEnsemble(dir, kernels.CPU(), triage.EnsembleOptions{})
 	if !errors.Is(err, triage.ErrUnsupported) || !strings.Contains(err.Error(), "Einsum") {
 		t.Fatalf("error %v, want ErrUnsupported naming Einsum", err)

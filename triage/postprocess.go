@@ -484,7 +484,10 @@ type Evidence struct {
 	// (Findings with the card's threshold and minimum volume).
 	HasSeg   bool
 	SegScore float64
-	Lesions  []Lesion
+	// SegThreshold is the segmentation models' (mean) voxel threshold,
+	// in (0, 1); 0 means 0.5.
+	SegThreshold float64
+	Lesions      []Lesion
 	// HasCls: ClsScore is the classifier's probability p_cls and
 	// ClsThreshold the card's threshold for it, in (0, 1).
 	HasCls       bool
@@ -501,17 +504,19 @@ type Evidence struct {
 // reported as the finding's probability whether or not the finding is
 // positive (the study's "scores").
 //
-// The finding is positive when every covering model is positive: the
-// segmentation has at least one lesion of at least the minimum volume,
-// and p_cls >= ClsThreshold. Requiring agreement trades sensitivity for
-// fewer false alarms, and makes every positive finding from a
-// segmentation model come with a volume and a location. A code only a
-// classifier covers is positive on p_cls alone and has no location.
+// With a segmentation model, the finding is positive when the
+// segmentation has at least one lesion of at least the minimum volume
+// (so that every reported finding has a volume and a place) and the score
+// reaches the mean of the covering models' thresholds (SegThreshold and
+// ClsThreshold; 0.5 and 0.5 in the default ensemble). The two weigh each
+// other: a confident segmentation (peak 0.98) needs little support from
+// the classifier (0.02), a marginal one (peak 0.6) needs it to agree
+// (0.4 or more). A code only a classifier covers is positive when p_cls
+// >= ClsThreshold, and has no location.
 //
 // The score is a plain average, not a calibrated probability: the two
 // models' scores measure different things (the most confident voxel, the
-// whole study), so the rule decides positivity by each model's own
-// threshold rather than by a threshold on the average.
+// whole study).
 func CombineFinding(e Evidence) (f Finding, positive bool, err error) {
 	if !e.HasSeg && !e.HasCls {
 		return f, false, fmt.Errorf("%w: finding %q has neither a segmentation nor a classifier score", ErrPostSpec, e.Code)
@@ -568,9 +573,22 @@ func CombineFinding(e Evidence) (f Finding, positive bool, err error) {
 		}
 		sum += e.ClsScore
 		n++
-		positive = positive && e.ClsScore >= e.ClsThreshold
+		positive = e.ClsScore >= e.ClsThreshold // a classifier alone; with a segmentation, see below
 	}
 	f.Probability = sum / float64(n)
+	if e.HasSeg {
+		thr := e.SegThreshold
+		if thr == 0 {
+			thr = 0.5
+		}
+		if !(thr > 0 && thr < 1) {
+			return Finding{}, false, fmt.Errorf("%w: finding %q: segmentation threshold %v is not in (0, 1)", ErrPostSpec, e.Code, e.SegThreshold)
+		}
+		if e.HasCls {
+			thr = (thr + e.ClsThreshold) / 2
+		}
+		positive = len(e.Lesions) > 0 && f.Probability >= thr
+	}
 	f.Explanation = explain(e, positive)
 	return f, positive, nil
 }
@@ -596,9 +614,21 @@ func explain(e Evidence, positive bool) string {
 		}
 		parts = append(parts, fmt.Sprintf("classifier %.2f, %s its threshold %.2f", e.ClsScore, cmp, e.ClsThreshold))
 	}
-	verdict := "not reported: every model must agree"
+	verdict := "not reported"
 	if positive {
-		verdict = "reported: every model agrees"
+		verdict = "reported"
+	}
+	switch {
+	case e.HasSeg && e.HasCls:
+		st := e.SegThreshold
+		if st == 0 {
+			st = 0.5
+		}
+		verdict += fmt.Sprintf(": the rule wants a lesion and a mean score (%.2f) of at least the mean threshold (%.2f)", (e.SegScore+e.ClsScore)/2, (st+e.ClsThreshold)/2)
+	case e.HasSeg:
+		verdict += ": the rule wants a lesion"
+	default:
+		verdict += ": the rule wants the classifier at or above its threshold"
 	}
 	return strings.Join(parts, "; ") + "; " + verdict
 }

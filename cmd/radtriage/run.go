@@ -56,6 +56,7 @@ func commands() []command {
 		{"denoise", "denoise a NIfTI volume (bilateral, non-local means, Gaussian)", runDenoise},
 		{"phantom", "write synthetic head-CT studies (DICOM) with lesions and their masks (NIfTI)", runPhantom},
 		{"preprocess", "write the network input of a series (denoise, resample, window) as NIfTI, as triage sees it", runPreprocess},
+		{"triage", "triage every study of a DICOM folder with the model ensemble: findings, tier, masks", runTriage},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", nil},
 	}

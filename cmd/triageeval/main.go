@@ -164,6 +164,8 @@ type Study struct {
 	Normal  bool               `json:"normal"`
 	Lesions []LesionResult     `json:"lesions"`
 	Scores  map[string]float64 `json:"scores"`
+	// Evidence is each code's segmentation and classifier scores.
+	Evidence map[string]triage.CodeEvidence `json:"evidence"`
 	// AnyScore is the largest score; Positive: any finding.
 	AnyScore   float64          `json:"any_score"`
 	Positive   bool             `json:"positive"`
@@ -194,12 +196,13 @@ type LesionResult struct {
 
 // RealResult is the shared real head CT's triage.
 type RealResult struct {
-	Dir      string             `json:"dir"`
-	Tier     string             `json:"tier"`
-	Scores   map[string]float64 `json:"scores"`
-	Findings []triage.Finding   `json:"findings"`
-	TotalMS  float64            `json:"total_ms"`
-	Critical bool               `json:"critical"`
+	Dir      string                         `json:"dir"`
+	Tier     string                         `json:"tier"`
+	Scores   map[string]float64             `json:"scores"`
+	Evidence map[string]triage.CodeEvidence `json:"evidence"`
+	Findings []triage.Finding               `json:"findings"`
+	TotalMS  float64                        `json:"total_ms"`
+	Critical bool                           `json:"critical"`
 }
 
 // Report is the -json file.
@@ -424,7 +427,7 @@ func evalPhantom(ctx context.Context, ens *triage.Ensemble, tmp string, seed uin
 	}
 	r.TimingsMS.Assemble = assembleMS
 	s := &Study{
-		Seed: seed, Normal: normal, Scores: r.Scores, Findings: r.Findings, Tier: r.Tier,
+		Seed: seed, Normal: normal, Scores: r.Scores, Evidence: r.Evidence, Findings: r.Findings, Tier: r.Tier,
 		Positive: len(r.Findings) > 0, TotalMS: r.TimingsMS.Total, AssembleMS: assembleMS,
 		HasCode: map[string]bool{}, FoundCode: map[string]bool{}, AnyScore: math.Inf(-1),
 		Lesions: []LesionResult{},
@@ -489,7 +492,7 @@ func evalReal(ctx context.Context, ens *triage.Ensemble, dir string) (*RealResul
 	if err != nil {
 		return nil, err
 	}
-	rr := &RealResult{Dir: dir, Tier: r.Tier, Scores: r.Scores, Findings: r.Findings, TotalMS: r.TimingsMS.Total}
+	rr := &RealResult{Dir: dir, Tier: r.Tier, Scores: r.Scores, Evidence: r.Evidence, Findings: r.Findings, TotalMS: r.TimingsMS.Total}
 	for _, f := range r.Findings {
 		if f.Tier == triage.TierCritical {
 			rr.Critical = true

@@ -55,18 +55,9 @@ def load_train():
 
 
 def builders(tr):
-    """The networks by file stem: train.py's module-level MODELS table
-    (stem -> (constructor, ...)) when it has one, else the architectures
-    its main() builds, spelled out here."""
-    if isinstance(getattr(tr, "MODELS", None), dict):
-        return {stem: v[0] for stem, v in tr.MODELS.items()}
-    return {
-        "seg_unet_in": lambda: tr.UNet((8, 16, 32), "in", "leaky", "transpose"),
-        "seg_unet_bn": lambda: tr.UNet((8, 16, 32), "bn", "relu", "resize"),
-        "seg_unet_tc": lambda: tr.UNet((8, 16, 32), "bn", "leaky", "transpose"),
-        "seg_unet_rs": lambda: tr.UNet((8, 16, 32), "bn", "relu", "resize"),
-        "cls_resnet": lambda: tr.ResNetCls(),
-    }
+    """The networks by file stem, from train.py's MODELS table (stem ->
+    (constructor, seed, architecture))."""
+    return {stem: v[0] for stem, v in tr.MODELS.items()}
 
 
 def read_f32(path, shape):
