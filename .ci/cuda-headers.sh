@@ -45,7 +45,9 @@ fi
 sudo=
 [ "$(id -u)" = 0 ] || sudo=sudo
 
-if ! apt-cache show nvidia-cuda-dev >/dev/null 2>&1; then
+# "apt-cache show" succeeds for a package apt only knows by name (another
+# package refers to it) with no version to install: ask for a candidate.
+if ! apt-cache policy nvidia-cuda-dev 2>/dev/null | grep -q 'Candidate: [0-9]'; then
 	# Add Debian's contrib and non-free components beside the main
 	# sources (same URI and key).
 	src=/etc/apt/sources.list.d/debian.sources

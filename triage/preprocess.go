@@ -111,18 +111,11 @@ func (p *Prepared) BackMap() kernels.AxisMap {
 // it). Preprocess is deterministic on the CPU backend.
 func Preprocess(ctx context.Context, b kernels.Backend, v *volume.Volume, in InputSpec) (*Prepared, error) {
 	start := time.Now()
-	if err := in.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
-	}
-	src, err := sourceGeometry(v)
+	p, err := newPrepared(b, v, in)
 	if err != nil {
 		return nil, err
 	}
-	out, m, err := networkGrid(src, in)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
-	}
-	p := &Prepared{Geometry: out, Source: src, Map: m, backend: b}
+	src, out, m := p.Source, p.Geometry, p.Map
 	n, nOut := src.Voxels(), out.Voxels()
 
 	// The stages' buffers: two of the source grid (the values and the
@@ -226,6 +219,23 @@ func Preprocess(ctx context.Context, b kernels.Backend, v *volume.Volume, in Inp
 	p.Timings.Total = float64(time.Since(start).Microseconds()) / 1000
 	p.Buffer, keep = res, true
 	return p, nil
+}
+
+// newPrepared checks the input spec and the volume and sets up the
+// source and network grids and the map between them.
+func newPrepared(b kernels.Backend, v *volume.Volume, in InputSpec) (*Prepared, error) {
+	if err := in.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
+	}
+	src, err := sourceGeometry(v)
+	if err != nil {
+		return nil, err
+	}
+	out, m, err := networkGrid(src, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
+	}
+	return &Prepared{Geometry: out, Source: src, Map: m, backend: b}, nil
 }
 
 // networkGrid is the network's grid for a source grid: the card's spacing
@@ -357,18 +367,11 @@ func (p *Prepared) VolumeOf() *volume.Volume {
 // the target beside Preprocess's input, so both are on one grid.
 func PreprocessLabels(ctx context.Context, b kernels.Backend, v *volume.Volume, in InputSpec) (*Prepared, error) {
 	start := time.Now()
-	if err := in.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
-	}
-	src, err := sourceGeometry(v)
+	p, err := newPrepared(b, v, in)
 	if err != nil {
 		return nil, err
 	}
-	out, m, err := networkGrid(src, in)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPreprocess, err)
-	}
-	p := &Prepared{Geometry: out, Source: src, Map: m, backend: b}
+	src, out, m := p.Source, p.Geometry, p.Map
 	n, nOut := src.Voxels(), out.Voxels()
 	vals := v.Data
 	if vals == nil {

@@ -297,53 +297,55 @@ def cosine(step, steps, lr):
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(steps - warm, 1)))
 
 
-def train_seg(net, X, Y, steps, seed, batch=3, crop_size=(32, 64, 64), lr=3e-3):
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    net.train()
-    t, run = time.time(), 0.0
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = cosine(step, steps, lr)
-        i = rng.choice(len(X), batch, replace=False)
-        x, y = crop(torch.from_numpy(X[i][:, None]), torch.from_numpy(Y[i]), crop_size, rng, 0.67)
-        x, y = augment(x, y, rng)
-        loss = seg_loss(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        run = 0.98 * run + 0.02 * loss.item() if step else loss.item()
-        if step % 50 == 0 or step == steps - 1:
-            print(f"  step {step}/{steps} loss {run:.4f} ({time.time() - t:.0f} s)", flush=True)
-
-
-def train_cls(net, X, Y, steps, seed, batch=4, crop_size=(32, 64, 64), lr=2e-3):
-    """The classifier learns on crops (half of them centred near a lesion,
-    the others on a random brain voxel, so that where a crop lies does not
-    give its label away):
-    a crop's label for a finding is whether it holds at least 8 voxels of
-    that lesion. Being fully convolutional up to its global max pool, the
-    net then reads a whole input as every crop of it at once: the study is
-    positive where any place is. (Trained on whole studies instead, it
-    learned the 240 training heads by heart and did not generalise.)"""
-    rng = np.random.default_rng(seed)
+def fit(net, steps, lr, loss_of):
+    """AdamW with warm-up and cosine decay over the trainable parameters;
+    loss_of(step) draws a batch and returns its loss."""
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     net.train()
     t, run = time.time(), 0.0
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = cosine(step, steps, lr)
-        i = rng.choice(len(X), batch, replace=False)
-        x, y = crop(torch.from_numpy(X[i][:, None]), torch.from_numpy(Y[i]), crop_size, rng, 0.5, brain_centres=True)
-        x, y = augment(x, y, rng)
-        lab = torch.stack([((y == k).sum(dim=(1, 2, 3)) >= 8).float() for k in (1, 2)], dim=1)
-        loss = F.binary_cross_entropy_with_logits(net(x), lab)
+        loss = loss_of(step)
         opt.zero_grad()
         loss.backward()
         opt.step()
         run = 0.98 * run + 0.02 * loss.item() if step else loss.item()
         if step % 50 == 0 or step == steps - 1:
             print(f"  step {step}/{steps} loss {run:.4f} ({time.time() - t:.0f} s)", flush=True)
+
+
+def train_seg(net, X, Y, steps, seed, batch=3, crop_size=(32, 64, 64), lr=3e-3):
+    rng = np.random.default_rng(seed)
+
+    def loss_of(step):
+        i = rng.choice(len(X), batch, replace=False)
+        x, y = crop(torch.from_numpy(X[i][:, None]), torch.from_numpy(Y[i]), crop_size, rng, 0.67)
+        x, y = augment(x, y, rng)
+        return seg_loss(net(x), y)
+
+    fit(net, steps, lr, loss_of)
+
+
+def train_cls(net, X, Y, steps, seed, batch=4, crop_size=(32, 64, 64), lr=2e-3):
+    """The classifier learns on crops (half of them centred near a lesion,
+    the others on a random brain voxel, so that where a crop lies does not
+    give its label away): a crop's label for a finding is whether it holds
+    at least 8 voxels of that lesion. Being fully convolutional up to its
+    global max pool, the net reads a whole input as every crop of it at
+    once. It has not learned yet: validation AUC about 0.4-0.5 (trained on
+    whole studies instead, it learned the 240 training heads by heart);
+    the README says what is left to try."""
+    rng = np.random.default_rng(seed)
+
+    def loss_of(step):
+        i = rng.choice(len(X), batch, replace=False)
+        x, y = crop(torch.from_numpy(X[i][:, None]), torch.from_numpy(Y[i]), crop_size, rng, 0.5, brain_centres=True)
+        x, y = augment(x, y, rng)
+        lab = torch.stack([((y == k).sum(dim=(1, 2, 3)) >= 8).float() for k in (1, 2)], dim=1)
+        return F.binary_cross_entropy_with_logits(net(x), lab)
+
+    fit(net, steps, lr, loss_of)
 
 
 # ---------------------------------------------------------------- validation

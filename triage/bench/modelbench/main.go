@@ -17,16 +17,16 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"time"
+
+	"github.com/radtriage/radtriage/triage/bench/benchio"
 
 	"github.com/radtriage/radtriage/kernels"
 	"github.com/radtriage/radtriage/triage"
@@ -85,7 +85,7 @@ func run(dir string, reps int, profile bool, cpuprofile string) error {
 }
 
 func bench(dir string, mi modelInfo, reps int, profile bool) error {
-	x, err := readF32(filepath.Join(dir, "x.f32"), numel(mi.Input))
+	x, err := benchio.ReadF32(filepath.Join(dir, "x.f32"), benchio.Numel(mi.Input))
 	if err != nil {
 		return err
 	}
@@ -106,10 +106,10 @@ func bench(dir string, mi modelInfo, reps int, profile bool) error {
 		return err
 	}
 	y, ok := out["y"]
-	if !ok || len(y) != numel(mi.Output) {
-		return fmt.Errorf("output y: %d values, want %d (shape %v)", len(y), numel(mi.Output), mi.Output)
+	if !ok || len(y) != benchio.Numel(mi.Output) {
+		return fmt.Errorf("output y: %d values, want %d (shape %v)", len(y), benchio.Numel(mi.Output), mi.Output)
 	}
-	if err := writeF32(filepath.Join(dir, mi.Name+".radtriage.f32"), y); err != nil {
+	if err := benchio.WriteF32(filepath.Join(dir, mi.Name+".radtriage.f32"), y); err != nil {
 		return err
 	}
 	ts := make([]float64, reps)
@@ -146,35 +146,4 @@ func bench(dir string, mi modelInfo, reps int, profile bool) error {
 	line, _ = json.Marshal(map[string]any{"name": mi.Name, "profile": byOp})
 	fmt.Println(string(line))
 	return nil
-}
-
-func numel(s []int) int {
-	n := 1
-	for _, d := range s {
-		n *= d
-	}
-	return n
-}
-
-func readF32(name string, n int) ([]float32, error) {
-	raw, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) != 4*n {
-		return nil, fmt.Errorf("%s: %d bytes, want %d (%d float32)", name, len(raw), 4*n, n)
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	return v, nil
-}
-
-func writeF32(name string, v []float32) error {
-	raw := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
-	}
-	return os.WriteFile(name, raw, 0o644)
 }

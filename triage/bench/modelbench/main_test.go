@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/radtriage/radtriage/triage/bench/benchio"
 )
 
 // TestRunParityNets runs the program on triage's parity nets (the ONNX
@@ -36,11 +38,11 @@ func TestRunParityNets(t *testing.T) {
 			if err := run(dir, 1, true, ""); err != nil {
 				t.Fatal(err)
 			}
-			got, err := readF32(filepath.Join(dir, net.Name+".radtriage.f32"), numel(net.Output))
+			got, err := benchio.ReadF32(filepath.Join(dir, net.Name+".radtriage.f32"), benchio.Numel(net.Output))
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := readF32(filepath.Join(src, net.Name+".out.f32"), numel(net.Output))
+			want, err := benchio.ReadF32(filepath.Join(src, net.Name+".out.f32"), benchio.Numel(net.Output))
 			if err != nil {
 				t.Fatal(err)
 			}

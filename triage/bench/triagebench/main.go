@@ -41,13 +41,11 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -56,6 +54,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/radtriage/radtriage/triage/bench/benchio"
 
 	"github.com/radtriage/radtriage/kernels"
 	"github.com/radtriage/radtriage/triage"
@@ -221,15 +221,15 @@ func forward(ctx context.Context, fsys fs.FS, b kernels.Backend, v *volume.Volum
 				return fmt.Errorf("card %s: %w", name, err)
 			}
 			p.Release()
-			if len(p.Tensor) != numel(shape) {
+			if len(p.Tensor) != benchio.Numel(shape) {
 				return fmt.Errorf("card %s: Preprocess gave %d values for shape %v", name, len(p.Tensor), shape)
 			}
-			if err := writeF32(xFile, p.Tensor); err != nil {
+			if err := benchio.WriteF32(xFile, p.Tensor); err != nil {
 				return err
 			}
 			specs = append(specs, in)
 		}
-		x, err := readF32(xFile, numel(shape))
+		x, err := benchio.ReadF32(xFile, benchio.Numel(shape))
 		if err != nil {
 			return err
 		}
@@ -285,10 +285,10 @@ func single(ctx context.Context, b kernels.Backend, mm *manifestModel, x []float
 		return err
 	}
 	y := out[mm.Output]
-	if len(y) != numel(mm.OutShape) {
-		return fmt.Errorf("output %s: %d values, want %d (shape %v)", mm.Output, len(y), numel(mm.OutShape), mm.OutShape)
+	if len(y) != benchio.Numel(mm.OutShape) {
+		return fmt.Errorf("output %s: %d values, want %d (shape %v)", mm.Output, len(y), benchio.Numel(mm.OutShape), mm.OutShape)
 	}
-	if err := writeF32(mm.OutputFile, y); err != nil {
+	if err := benchio.WriteF32(mm.OutputFile, y); err != nil {
 		return err
 	}
 	for range rounds {
@@ -312,34 +312,3 @@ func median(xs []float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
-func numel(s []int) int {
-	n := 1
-	for _, d := range s {
-		n *= d
-	}
-	return n
-}
-
-func readF32(name string, n int) ([]float32, error) {
-	raw, err := os.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) != 4*n {
-		return nil, fmt.Errorf("%s: %d bytes, want %d (%d float32)", name, len(raw), 4*n, n)
-	}
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	return v, nil
-}
-
-func writeF32(name string, v []float32) error {
-	raw := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
-	}
-	return os.WriteFile(name, raw, 0o644)
-}
