@@ -1,5 +1,6 @@
 // Command radtriage is the radtriage DICOM triage server and its tools:
-// serve, migrate, push, volume and version. Run "radtriage help" for usage.
+// serve, migrate, push, worklist, volume, denoise, phantom, preprocess,
+// triage and version. Run "radtriage help" for usage.
 package main
 
 import (
