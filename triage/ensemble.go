@@ -19,6 +19,7 @@ import (
 
 	"github.com/radtriage/radtriage/kernels"
 	"github.com/radtriage/radtriage/volume"
+	"github.com/radtriage/radtriage/worklist"
 )
 
 // ErrEnsemble: a model folder that does not make a usable ensemble (no
@@ -257,7 +258,7 @@ func (e *Ensemble) Codes() []string {
 func (e *Ensemble) Models() []string {
 	out := make([]string, len(e.members))
 	for i, m := range e.members {
-		out[i] = m.card.Name + "@" + m.card.Version
+		out[i] = m.card.ID()
 	}
 	return out
 }
@@ -328,14 +329,14 @@ type CodeEvidence struct {
 // Timings break a study's triage down, in milliseconds. Assemble is the
 // caller's (reading and assembling the series), 0 when it did not say.
 type Timings struct {
-	Assemble   float64            `json:"assemble"`
-	Upload     float64            `json:"upload"`
-	Denoise    float64            `json:"denoise"`
-	Resample   float64            `json:"resample"`
-	Window     float64            `json:"window"`
-	Models     map[string]float64 `json:"models"` // by model name, all test-time flips included
-	Postproces float64            `json:"postprocess"`
-	Total      float64            `json:"total"`
+	Assemble    float64            `json:"assemble"`
+	Upload      float64            `json:"upload"`
+	Denoise     float64            `json:"denoise"`
+	Resample    float64            `json:"resample"`
+	Window      float64            `json:"window"`
+	Models      map[string]float64 `json:"models"` // by model name, all test-time flips included
+	Postprocess float64            `json:"postprocess"`
+	Total       float64            `json:"total"`
 }
 
 // Run triages one volume: preprocessing per distinct input spec, every
@@ -407,13 +408,11 @@ func (e *Ensemble) Run(ctx context.Context, v *volume.Volume, studyUID string) (
 	var masks []maskOf
 	for _, c := range e.codes {
 		ev := Evidence{Code: c.code, Label: c.label, Tier: c.tier}
-		for _, i := range c.seg {
-			ev.ModelVersions = append(ev.ModelVersions, e.members[i].card.Name+"@"+e.members[i].card.Version)
-		}
-		for _, i := range c.cls {
-			ev.ModelVersions = append(ev.ModelVersions, e.members[i].card.Name+"@"+e.members[i].card.Version)
+		for _, i := range slices.Concat(c.seg, c.cls) {
+			ev.ModelVersions = append(ev.ModelVersions, e.members[i].card.ID())
 		}
 		var segProb []float32
+		var segMask []uint8
 		var spec int
 		if len(c.seg) > 0 {
 			ev.HasSeg = true
@@ -447,9 +446,7 @@ func (e *Ensemble) Run(ctx context.Context, v *volume.Volume, studyUID string) (
 				return nil, fmt.Errorf("finding %s: %w", c.code, err)
 			}
 			ev.SegScore, ev.Lesions, ev.SegThreshold = float64(mx), lesions, thr/n
-			if len(lesions) > 0 {
-				masks = append(masks, maskOf{code: c.code, prob: segProb, mask: mask, spec: spec})
-			}
+			segMask = mask
 		}
 		if len(c.cls) > 0 {
 			ev.HasCls = true
@@ -483,14 +480,15 @@ func (e *Ensemble) Run(ctx context.Context, v *volume.Volume, studyUID string) (
 		}
 		if positive {
 			r.Findings = append(r.Findings, f)
-		} else {
-			masks = slices.DeleteFunc(masks, func(m maskOf) bool { return m.code == c.code })
+			if len(ev.Lesions) > 0 {
+				masks = append(masks, maskOf{code: c.code, prob: segProb, mask: segMask, spec: spec})
+			}
 		}
 	}
 	sort.SliceStable(r.Findings, func(i, j int) bool {
-		a, b := tierRank(r.Findings[i].Tier), tierRank(r.Findings[j].Tier)
+		a, b := worklist.Tier(r.Findings[i].Tier), worklist.Tier(r.Findings[j].Tier)
 		if a != b {
-			return a < b
+			return worklist.MoreUrgent(a, b) == a
 		}
 		return r.Findings[i].Probability > r.Findings[j].Probability
 	})
@@ -498,57 +496,48 @@ func (e *Ensemble) Run(ctx context.Context, v *volume.Volume, studyUID string) (
 		r.Tier = r.Findings[0].Tier
 	}
 	if len(masks) > 0 {
-		// One label map: where lesions of two codes overlap, the more
-		// probable code wins. All of them are on one spec's grid when
-		// they share it; otherwise each is brought back on its own.
-		mv, err := e.sourceMask(preps, func(spec int) ([]int16, bool) {
-			p := preps[spec]
-			lab := make([]int16, p.Geometry.Voxels())
-			best := make([]float32, len(lab))
-			any := false
-			for k, m := range masks {
-				if m.spec != spec {
-					continue
-				}
-				any = true
-				for j, on := range m.mask {
-					if on != 0 && m.prob[j] > best[j] {
-						lab[j], best[j] = int16(k+1), m.prob[j]
-					}
+		// One label map per input grid (i+1 for MaskCodes[i]): where
+		// lesions of two codes overlap, the more probable code wins.
+		labels := make([][]float32, len(preps))
+		best := make([][]float32, len(preps))
+		for k, m := range masks {
+			if labels[m.spec] == nil {
+				n := preps[m.spec].Geometry.Voxels()
+				labels[m.spec], best[m.spec] = make([]float32, n), make([]float32, n)
+			}
+			lab, top := labels[m.spec], best[m.spec]
+			for j, on := range m.mask {
+				if on != 0 && m.prob[j] > top[j] {
+					lab[j], top[j] = float32(k+1), m.prob[j]
 				}
 			}
-			return lab, any
-		})
+			r.MaskCodes = append(r.MaskCodes, m.code)
+		}
+		mv, err := e.sourceMask(preps, labels)
 		if err != nil {
 			return nil, err
 		}
 		r.Mask = mv
-		for _, m := range masks {
-			r.MaskCodes = append(r.MaskCodes, m.code)
-		}
 	}
-	r.TimingsMS.Postproces = ms(time.Since(t))
+	r.TimingsMS.Postprocess = ms(time.Since(t))
 	r.TimingsMS.Total = ms(time.Since(start))
 	return r, nil
 }
 
-// sourceMask resamples the label maps (one per input spec that has one)
-// back onto the series' grid, nearest neighbour, and merges them.
-func (e *Ensemble) sourceMask(preps []*Prepared, labels func(spec int) ([]int16, bool)) (*volume.Volume, error) {
+// sourceMask resamples the label maps (one per input grid, nil where a
+// grid has none) back onto the series' grid, nearest neighbour, and
+// merges them (the first grid's label wins where two overlap).
+func (e *Ensemble) sourceMask(preps []*Prepared, labels [][]float32) (*volume.Volume, error) {
 	var out []int16
 	var src kernels.Geometry
-	for spec, p := range preps {
-		lab, ok := labels(spec)
-		if !ok {
+	for spec, lab := range labels {
+		if lab == nil {
 			continue
 		}
+		p := preps[spec]
 		src = p.Source
-		f := make([]float32, len(lab))
-		for i, x := range lab {
-			f[i] = float32(x)
-		}
 		nSrc := src.Voxels()
-		in, err := e.b.Alloc(kernels.Float32, len(f))
+		in, err := e.b.Alloc(kernels.Float32, len(lab))
 		if err != nil {
 			return nil, err
 		}
@@ -558,7 +547,7 @@ func (e *Ensemble) sourceMask(preps []*Prepared, labels func(spec int) ([]int16,
 			return nil, err
 		}
 		back := make([]float32, nSrc)
-		err = e.b.Upload(in, f)
+		err = e.b.Upload(in, lab)
 		if err == nil {
 			err = e.b.Resample(res, in, src.Size, p.Geometry.Size, p.BackMap(), kernels.Nearest, 0)
 		}
@@ -605,28 +594,23 @@ func (e *Ensemble) runMember(ctx context.Context, m *member, p *Prepared) ([]flo
 	if err != nil {
 		return nil, err
 	}
-	size := [3]int{in.Size[0], in.Size[1], in.Size[2]}
 	flipped := make([]float32, len(p.Tensor))
+	back := make([]float32, len(sum))
+	n := 1 // runs averaged
 	for _, axes := range e.flips {
 		if axes == ([3]bool{}) {
 			continue
 		}
-		flipHost(flipped, p.Tensor, in.Channels, size, axes)
+		flipHost(flipped, p.Tensor, in.Channels, in.Size, axes)
 		y, err := run(flipped)
 		if err != nil {
 			return nil, err
 		}
-		back := make([]float32, len(y))
-		flipHost(back, y, m.outC, size, axes)
+		flipHost(back, y, m.outC, in.Size, axes)
 		for i, x := range back {
 			sum[i] += x
 		}
-	}
-	n := 1
-	for _, axes := range e.flips {
-		if axes != ([3]bool{}) {
-			n++
-		}
+		n++
 	}
 	inv := 1 / float32(n)
 	for i := range sum {
@@ -692,6 +676,9 @@ func activate(y []float32, c, spatial int, act string) {
 	}
 }
 
+// ID names the model as results do: "name@version".
+func (c *ModelCard) ID() string { return c.Name + "@" + c.Version }
+
 // finding returns the card's entry for a code (present: the ensemble was
 // built from the cards).
 func (c *ModelCard) finding(code string) CardFinding {
@@ -701,16 +688,6 @@ func (c *ModelCard) finding(code string) CardFinding {
 		}
 	}
 	return CardFinding{}
-}
-
-func tierRank(t string) int {
-	switch t {
-	case TierCritical:
-		return 0
-	case TierUrgent:
-		return 1
-	}
-	return 2
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -373,13 +373,7 @@ func PreprocessLabels(ctx context.Context, b kernels.Backend, v *volume.Volume, 
 	}
 	src, out, m := p.Source, p.Geometry, p.Map
 	n, nOut := src.Voxels(), out.Voxels()
-	vals := v.Data
-	if vals == nil {
-		vals = make([]float32, n)
-		for i, s := range v.Stored[:n] {
-			vals[i] = float32(float64(s)*v.Slope + v.Intercept)
-		}
-	}
+	vals := v.Values()
 	lab, err := b.Alloc(kernels.Float32, n)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/radtriage/radtriage/volume"
@@ -30,16 +32,9 @@ func Urgency(orderPriority string, findings []Finding) worklist.Tier {
 func WorklistFindings(findings []Finding) []worklist.Finding {
 	out := make([]worklist.Finding, 0, len(findings))
 	for _, f := range findings {
-		m := ""
-		for i, v := range f.ModelVersions {
-			if i > 0 {
-				m += ", "
-			}
-			m += v
-		}
 		out = append(out, worklist.Finding{
 			Code: f.Code, Name: f.Label, Probability: f.Probability,
-			Tier: worklist.Tier(f.Tier), VolumeML: f.VolumeML, Model: m,
+			Tier: worklist.Tier(f.Tier), VolumeML: f.VolumeML, Model: strings.Join(f.ModelVersions, ", "),
 		})
 	}
 	return out
@@ -83,22 +78,33 @@ func (r *Result) Stored(at time.Time) (StoredResult, error) {
 	return s, nil
 }
 
-// MaskNIfTI encodes the label mask as gzip-compressed NIfTI-1 (INT16
-// labels, the series' geometry, rows in DICOM order kept as dcm2niix's
-// convention would flip them: the affine says where each voxel is).
-func (r *Result) MaskNIfTI() ([]byte, error) {
-	if r.Mask == nil {
-		return nil, fmt.Errorf("triage: study %s has no mask", r.StudyUID)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	desc := "radtriage labels:"
+// MaskLabels names the mask's labels: "1=ICH 2=SDH".
+func (r *Result) MaskLabels() string {
+	parts := make([]string, len(r.MaskCodes))
 	for i, c := range r.MaskCodes {
-		desc += fmt.Sprintf(" %d=%s", i+1, c)
+		parts[i] = fmt.Sprintf("%d=%s", i+1, c)
+	}
+	return strings.Join(parts, " ")
+}
+
+// WriteMaskNIfTI writes the label mask as NIfTI-1 to w: INT16 labels on
+// the series' geometry (rows bottom to top as dcm2niix writes them; the
+// affine says where each voxel is), the labels named in the header's
+// description.
+func (r *Result) WriteMaskNIfTI(w io.Writer) error {
+	if r.Mask == nil {
+		return fmt.Errorf("triage: study %s has no mask", r.StudyUID)
 	}
 	m := *r.Mask
 	m.SeriesInstanceUID = r.SeriesUID
-	if err := volume.WriteNIfTI(zw, &m, volume.NIfTIOptions{Description: desc}); err != nil {
+	return volume.WriteNIfTI(w, &m, volume.NIfTIOptions{Description: "radtriage labels: " + r.MaskLabels()})
+}
+
+// MaskNIfTI is WriteMaskNIfTI's file gzip-compressed (.nii.gz).
+func (r *Result) MaskNIfTI() ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := r.WriteMaskNIfTI(zw); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -311,7 +310,7 @@ func triageStudy(ctx context.Context, c *triageConfig, ens *triage.Ensemble, uid
 		if r.Mask == nil {
 			fmt.Fprintf(stderr, "study %s: no positive segmented finding: wrote an all-zero mask %s\n", uid, name)
 		} else {
-			fmt.Fprintf(stderr, "study %s: wrote the mask %s (labels: %s)\n", uid, name, maskLabelsText(r.MaskCodes))
+			fmt.Fprintf(stderr, "study %s: wrote the mask %s (labels: %s)\n", uid, name, r.MaskLabels())
 		}
 	}
 	if c.JSON {
@@ -327,15 +326,12 @@ func triageStudy(ctx context.Context, c *triageConfig, ens *triage.Ensemble, uid
 }
 
 // maskFileName is the file of a study's mask in folder dir:
-// <study UID>.nii.gz when the UID is a valid DICOM UID (digits and dots,
-// PS3.5 §9.1), so that no file name can come out of a hostile UID;
-// otherwise study-<SHA-256 of the UID, 16 hex digits>.nii.gz.
+// <study UID>.nii.gz when the UID is a valid DICOM UID (dicomio.ValidateUID:
+// at most 64 digits and dots, PS3.5 §9.1), so that no file name can come
+// out of a hostile UID; otherwise study-<SHA-256 of the UID, 16 hex
+// digits>.nii.gz.
 func maskFileName(dir, uid string) string {
-	ok := uid != "" && len(uid) <= 64 && uid[0] != '.' && dicomio.ValidateUID(uid) == nil
-	for i := 0; ok && i < len(uid); i++ {
-		ok = uid[i] == '.' || uid[i] >= '0' && uid[i] <= '9'
-	}
-	if ok {
+	if dicomio.ValidateUID(uid) == nil {
 		return filepath.Join(dir, uid+".nii.gz")
 	}
 	sum := sha256.Sum256([]byte(uid))
@@ -354,21 +350,17 @@ func writeTriageMask(name string, r *triage.Result, v *volume.Volume) error {
 			Stored: make([]int16, n), Slope: 1, Modality: "SEG",
 		}
 	}
-	gz, err := rm.MaskNIfTI()
-	if err != nil {
-		return err
-	}
-	data := gz
-	if !strings.HasSuffix(strings.ToLower(name), ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(gz))
+	var buf bytes.Buffer
+	if strings.HasSuffix(strings.ToLower(name), ".gz") {
+		gz, err := rm.MaskNIfTI()
 		if err != nil {
 			return err
 		}
-		if data, err = io.ReadAll(zr); err != nil {
-			return err
-		}
+		buf.Write(gz)
+	} else if err := rm.WriteMaskNIfTI(&buf); err != nil {
+		return err
 	}
-	return os.WriteFile(name, data, 0o644)
+	return os.WriteFile(name, buf.Bytes(), 0o644)
 }
 
 // printTriage prints a study's result for people.
@@ -405,18 +397,10 @@ func printTriage(w io.Writer, r *triage.Result, codes []string, slices int) {
 	fmt.Fprintln(w)
 	t := r.TimingsMS
 	fmt.Fprintf(w, "  time %.0f ms (assemble %.0f, preprocess %.0f, models %.0f, postprocess %.0f)\n",
-		t.Total, t.Assemble, t.Upload+t.Denoise+t.Resample+t.Window, sumValues(t.Models), t.Postproces)
+		t.Total, t.Assemble, t.Upload+t.Denoise+t.Resample+t.Window, sumValues(t.Models), t.Postprocess)
 	if r.Demonstration {
 		fmt.Fprintf(w, "  models %s: demonstration models trained on synthetic data, not for clinical use\n", strings.Join(r.Models, ", "))
 	}
-}
-
-func maskLabelsText(codes []string) string {
-	parts := make([]string, len(codes))
-	for i, c := range codes {
-		parts[i] = fmt.Sprintf("%d=%s", i+1, c)
-	}
-	return strings.Join(parts, " ")
 }
 
 func sumValues(m map[string]float64) float64 {

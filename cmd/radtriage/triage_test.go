@@ -404,7 +404,7 @@ func TestPrintTriage(t *testing.T) {
 		Scores: map[string]float64{"ICH": 0.8766, "SDH": 0.012},
 		Findings: []triage.Finding{{Code: "ICH", Label: "Intraparenchymal haemorrhage", Probability: 0.8766,
 			Tier: triage.TierCritical, VolumeML: 29.44, Lesions: 2, CentroidLPS: &c, KeySlice: &k}},
-		TimingsMS:     triage.Timings{Assemble: 10, Denoise: 5, Models: map[string]float64{"a": 100, "b": 50}, Postproces: 3, Total: 170},
+		TimingsMS:     triage.Timings{Assemble: 10, Denoise: 5, Models: map[string]float64{"a": 100, "b": 50}, Postprocess: 3, Total: 170},
 		Models:        []string{"a@1", "b@2"},
 		Demonstration: true,
 	}

@@ -143,7 +143,7 @@ func run(ctx context.Context, fsys fs.FS, study, work, ptDir string, rounds int)
 		t := res.TimingsMS
 		for k, x := range map[string]float64{
 			"assemble": t.Assemble, "upload": t.Upload, "denoise": t.Denoise, "resample": t.Resample,
-			"window": t.Window, "postprocess": t.Postproces, "total": t.Total, "whole": asm + t.Total,
+			"window": t.Window, "postprocess": t.Postprocess, "total": t.Total, "whole": asm + t.Total,
 		} {
 			stages[k] = append(stages[k], x)
 		}
