@@ -43,7 +43,10 @@ help:
 	@echo '                  kernels: denoisers vs scikit-image (bench-kernels-denoise.md),'
 	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md),'
 	@echo '                  ONNX model inference vs onnxruntime and PyTorch (bench-triage-models.md),'
-	@echo '                  triage of ct-head-5mm by stage, ensemble models vs onnxruntime and PyTorch (bench-triage.md)'
+	@echo '                  triage of ct-head-5mm by stage, ensemble models vs onnxruntime and PyTorch (bench-triage.md),'
+	@echo '                  pipeline: STOW to worklist event, studies/hour with 1 and 2 workers, vs radtriage triage (bench-pipeline.md)'
+	@echo 'make demo         build, start serve on embedded defaults, push 5 phantom studies (2 ICH, 1 SDH), print the worklist order'
+	@echo '                  (runs until Ctrl-C; DEMO_EXIT=1 stops instead)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
 	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
@@ -90,6 +93,13 @@ bench: services
 	.ci/bench-kernels-conv.sh bench-kernels-conv.md
 	.ci/bench-triage-models.sh bench-triage-models.md
 	.ci/bench-triage.sh bench-triage.md
+	$(WITH_SERVICES) .ci/bench-pipeline.sh bench-pipeline.md
+
+# The product on one machine: serve on embedded defaults, five phantom
+# studies pushed and triaged, the worklist order printed (.ci/demo.sh).
+.PHONY: demo
+demo: build
+	BIN=$(BIN) .ci/demo.sh
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)

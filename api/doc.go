@@ -1,7 +1,8 @@
 // Package api serves radtriage over HTTP with Gin: DICOMweb (STOW-RS,
 // QIDO-RS, WADO-RS) under /dicomweb, the radiologist worklist under
-// /api/v1/worklist, health (/healthz, /readyz), and, in later issues,
-// findings, metrics and the web UI.
+// /api/v1/worklist, triage findings and jobs under /api/v1, health
+// (/healthz, /readyz), Prometheus metrics (/metrics), and, in later
+// issues, the web UI.
 //
 // Handlers hold no business logic: they decode the request, call the
 // store, and encode the answer. Errors map to HTTP status in one place
@@ -26,6 +27,18 @@
 //	POST   /api/v1/worklist/{study}/claim|release|complete
 //	PUT    /api/v1/worklist/{study}/priority      manual override (tier or due, reason)
 //	DELETE /api/v1/worklist/{study}/priority      clear the override
+//
+// Findings and triage jobs (findings.go, jobs.go; JSON, camelCase):
+//
+//	GET /api/v1/studies/{study}/findings              latest triage result, AI status, job
+//	GET /api/v1/studies/{study}/findings/mask.nii.gz  label mask, application/gzip (NIfTI-1)
+//	GET /api/v1/jobs[?state=dead&limit=100]           job counts, stream statistics, jobs
+//
+// Metrics (metrics.go): GET /metrics, the Prometheus text format, when
+// Config.Metrics is set (404 otherwise).
+//
+// STOW-RS puts every study it stores on the worklist at once (AI pending)
+// when Config.Worklist is set; a failure there is logged, never answered.
 //
 // Every UID in a path is checked with dicomio.ValidateUID before it reaches
 // the store (400 otherwise); routing uses the escaped path, so "..%2F.."

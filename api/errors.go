@@ -44,7 +44,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.As(err, &mte):
 		return http.StatusUnsupportedMediaType
-	case errors.Is(err, dicomio.ErrNoBoundary), errors.As(err, &mpe), errors.Is(err, store.ErrInvalidQuery):
+	case errors.Is(err, dicomio.ErrNoBoundary), errors.As(err, &mpe), errors.Is(err, store.ErrInvalidQuery),
+		errors.Is(err, store.ErrInvalidResult):
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, dicomio.ErrFrameRange), errors.Is(err, dicomio.ErrNoPixelData):
 		return http.StatusNotFound

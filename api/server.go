@@ -27,7 +27,22 @@ type Config struct {
 	// matches more is cut and answered with a Warning header (PS3.18 §8.3.4.4).
 	MaxQueryResults int
 	// Worklist serves /api/v1/worklist; nil answers those routes with 503.
+	// When set, STOW-RS also puts every study it stores on the worklist at
+	// once (AI pending), as the store describes it (the archive's
+	// WorklistStudy method, which store.DB has).
 	Worklist *worklist.Worklist
+	// Results serves /api/v1/studies/{study}/findings; nil answers those
+	// routes with 503.
+	Results ResultReader
+	// Jobs serves /api/v1/jobs; nil answers it with 503.
+	Jobs JobLister
+	// Queue adds the job stream's statistics to /api/v1/jobs; nil leaves
+	// them out.
+	Queue QueueStatter
+	// Metrics is served at /metrics, and the STOW-RS handler records
+	// ingest in it; nil: no /metrics (404). Its scrape-time gauges read
+	// the sources given to Metrics.CollectFrom, which New does not call.
+	Metrics *Metrics
 }
 
 const defaultMaxQueryResults = 10000
@@ -37,6 +52,9 @@ type server struct {
 	archive store.Archive
 	cfg     Config
 	log     *slog.Logger
+	// studies describes a study for the worklist (nil when the archive
+	// cannot).
+	studies worklistDescriber
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -50,6 +68,9 @@ func New(archive store.Archive, cfg Config) http.Handler {
 		cfg.MaxQueryResults = defaultMaxQueryResults
 	}
 	s := &server{archive: archive, cfg: cfg, log: cfg.Logger}
+	if d, ok := archive.(worklistDescriber); ok {
+		s.studies = d
+	}
 
 	e := gin.New()
 	// Route on the escaped path so that an encoded slash inside a UID
@@ -95,6 +116,17 @@ func New(archive store.Archive, cfg Config) http.Handler {
 	wl.POST("/:study/complete", s.worklistChange(completeStudy))
 	wl.PUT("/:study/priority", s.worklistChange(setPriority))
 	wl.DELETE("/:study/priority", s.worklistChange(clearPriority))
+
+	// Findings and triage jobs (issue 7; findings.go, jobs.go).
+	v1 := e.Group("/api/v1")
+	v1.GET("/studies/:study/findings", s.needResults, s.findings)
+	v1.GET("/studies/:study/findings/mask.nii.gz", s.needResults, s.findingsMask)
+	v1.GET("/jobs", s.needJobs, s.jobs)
+
+	// Prometheus metrics (metrics.go).
+	if cfg.Metrics != nil {
+		e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
+	}
 
 	e.NoRoute(s.noRoute)
 	return e

@@ -1,17 +1,22 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/radtriage/radtriage/dicomio"
 	"github.com/radtriage/radtriage/store"
+	"github.com/radtriage/radtriage/worklist"
 )
 
 // STOW-RS (PS3.18 §10.5), POST /dicomweb/studies[/{study}].
@@ -54,6 +59,13 @@ import (
 // Every item of FailedSOPSequence also carries the human reason in a
 // private attribute (0009,1001) LT under private creator (0009,0010)
 // "RADTRIAGE", and every refusal is logged with its SOP Instance UID.
+//
+// When the server has a worklist (Config.Worklist), every study of which
+// instances were stored is put on it before the reply (worklist.Upsert,
+// header fields as the store describes the study; a new item is AI
+// pending), so that it is listed before it is stable. A failure there is
+// logged and does not fail the request: the stability check upserts the
+// study again. Config.Metrics records each request (metrics.go).
 
 const (
 	privateCreator    = "RADTRIAGE"
@@ -69,17 +81,41 @@ const (
 	stowWindowBytes = 64 << 20
 )
 
+// stowUser is who the worklist records for studies arriving by STOW-RS.
+const stowUser = "ingest"
+
+// worklistUpsertTimeout bounds putting the studies of one STOW-RS request
+// on the worklist.
+const worklistUpsertTimeout = 3 * time.Second
+
+// worklistDescriber describes a study as the worklist shows it (store.DB
+// implements it); open is false for a completed study, which must stay off
+// the worklist.
+type worklistDescriber interface {
+	WorklistStudy(ctx context.Context, studyUID string) (e worklist.Entry, open bool, err error)
+}
+
+var _ worklistDescriber = (*store.DB)(nil)
+
 // stowResult accumulates the response dataset.
 type stowResult struct {
 	referenced []dataset
 	failed     []dataset
-	stored     int // stored or already stored
+	stored     int   // stored or already stored
+	bytes      int64 // their size
 	warnings   int
 	studies    map[string]bool
 }
 
 func (s *server) stow(c *gin.Context) {
 	ctx := c.Request.Context()
+	start := time.Now()
+	var acked int // instances acknowledged by the answer
+	var ackedBytes int64
+	defer func() {
+		s.cfg.Metrics.ingestStatus(c.Writer.Status())
+		s.cfg.Metrics.IngestObserved(acked, ackedBytes, time.Since(start))
+	}()
 	study := c.Param("study")
 	if study != "" {
 		if err := dicomio.ValidateUID(study); err != nil {
@@ -220,6 +256,8 @@ func (s *server) stow(c *gin.Context) {
 		status = http.StatusAccepted
 	}
 
+	s.putOnWorklist(ctx, res.studies)
+
 	ds := dataset{}
 	switch {
 	case study != "":
@@ -241,6 +279,36 @@ func (s *server) stow(c *gin.Context) {
 		return
 	}
 	c.Data(status, dicomio.MediaTypeDICOMJSON, body)
+	acked, ackedBytes = res.stored, res.bytes
+}
+
+// putOnWorklist upserts the studies on the worklist (when the server has
+// one), logging what fails.
+func (s *server) putOnWorklist(ctx context.Context, studies map[string]bool) {
+	if s.cfg.Worklist == nil || s.studies == nil || len(studies) == 0 {
+		return
+	}
+	// The instances are stored whether or not the client still waits.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), worklistUpsertTimeout)
+	defer cancel()
+	for _, uid := range slices.Sorted(maps.Keys(studies)) {
+		e, open, err := s.studies.WorklistStudy(ctx, uid)
+		if err != nil {
+			s.log.WarnContext(ctx, "STOW-RS: study not put on the worklist; the stability check will", "study", uid, "err", err)
+			continue
+		}
+		if !open {
+			continue // completed: it stays off the worklist
+		}
+		it, err := s.cfg.Worklist.Upsert(ctx, e.Study, stowUser)
+		switch {
+		case errors.Is(err, worklist.ErrCompleted):
+		case err != nil:
+			s.log.WarnContext(ctx, "STOW-RS: study not put on the worklist; the stability check will", "study", uid, "err", err)
+		default:
+			s.log.DebugContext(ctx, "worklist: study upserted", "study", uid, "tier", it.Tier, "ai", it.AI)
+		}
+	}
 }
 
 func (res *stowResult) add(base string, r *store.StoreResult) {
@@ -255,6 +323,7 @@ func (res *stowResult) add(base string, r *store.StoreResult) {
 	}
 	res.referenced = append(res.referenced, it)
 	res.stored++
+	res.bytes += r.Size
 	res.studies[in.StudyInstanceUID] = true
 }
 

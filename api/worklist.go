@@ -89,6 +89,8 @@ type worklistItem struct {
 	Finding         *worklistFinding  `json:"finding,omitempty"`
 	Override        *worklistOverride `json:"override,omitempty"`
 	Reason          string            `json:"reason"`
+	AI              worklist.AIStatus `json:"ai"`                 // AI triage: pending, done or failed
+	AIError         string            `json:"ai_error,omitempty"` // why it failed
 	UpdatedBy       string            `json:"updated_by,omitempty"`
 	UpdatedAt       time.Time         `json:"updated_at,omitzero"`
 	CompletedAt     time.Time         `json:"completed_at,omitzero"`
@@ -153,6 +155,8 @@ func toWorklistItem(it *worklist.Item) worklistItem {
 		ClaimedBy:       it.ClaimedBy,
 		LeaseUntil:      utc(it.LeaseUntil),
 		Reason:          it.Reason,
+		AI:              it.AI,
+		AIError:         it.AIError,
 		UpdatedBy:       it.UpdatedBy,
 		UpdatedAt:       utc(it.UpdatedAt),
 		CompletedAt:     utc(it.CompletedAt),

@@ -212,7 +212,7 @@ func runArchiveSuite(t *testing.T, env func(testing.TB) Config) {
 		for _, step := range []struct {
 			cmd  string
 			want uint
-		}{{"version", 0}, {"up", 3}, {"version", 3}, {"down", 2}, {"up", 3}} {
+		}{{"version", 0}, {"up", 4}, {"version", 4}, {"down", 3}, {"up", 4}} {
 			v, dirty, err := Migrate(ctx, cfg, step.cmd)
 			if err != nil || dirty || v != step.want {
 				t.Fatalf("migrate %s: %d %v %v, want %d", step.cmd, v, dirty, err, step.want)

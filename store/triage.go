@@ -59,6 +59,12 @@ const (
 // are kept to the microsecond. Bad input is an error wrapping
 // ErrInvalidResult, and nothing is written.
 func (db *DB) SaveTriageResult(ctx context.Context, r triage.StoredResult) error {
+	return db.saveTriageResult(ctx, r, nil)
+}
+
+// saveTriageResult is SaveTriageResult and, when job is not nil, the end
+// of that job in the same transaction (SaveTriageResultForJob).
+func (db *DB) saveTriageResult(ctx context.Context, r triage.StoredResult, job *jobClaim) error {
 	if err := checkStoredResult(&r); err != nil {
 		return err
 	}
@@ -79,7 +85,7 @@ func (db *DB) SaveTriageResult(ctx context.Context, r triage.StoredResult) error
 	unlock := db.locks.lock("triage\x00" + study)
 	defer unlock()
 
-	old, committed, err := db.upsertTriageResult(ctx, &r, mask)
+	old, committed, err := db.upsertTriageResult(ctx, &r, mask, job)
 	if err != nil {
 		if mask != nil && !committed {
 			// The row certainly does not name the new file: drop it. When
@@ -95,15 +101,24 @@ func (db *DB) SaveTriageResult(ctx context.Context, r triage.StoredResult) error
 	return nil
 }
 
-// upsertTriageResult writes the row and returns the mask path that the
-// previous row named ("" when none). committed is true when the commit was
-// attempted (its outcome is then unknown if err is not nil).
-func (db *DB) upsertTriageResult(ctx context.Context, r *triage.StoredResult, mask *maskRef) (old string, committed bool, err error) {
+// upsertTriageResult writes the row (and, when job is not nil, marks that
+// job done first: ErrJobLost, and nothing written, when it no longer
+// holds) and returns the mask path that the previous row named ("" when
+// none). committed is true when the commit was attempted (its outcome is
+// then unknown if err is not nil).
+func (db *DB) upsertTriageResult(ctx context.Context, r *triage.StoredResult, mask *maskRef, job *jobClaim) (old string, committed bool, err error) {
 	tx, err := db.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return "", false, err
 	}
 	defer tx.Rollback()
+	if job != nil {
+		// The job's row lock (PostgreSQL) also orders this save against a
+		// claim or a new version of the job.
+		if err := db.finishJob(ctx, tx, r.StudyUID, job); err != nil {
+			return "", false, err
+		}
+	}
 	lock := ""
 	if db.dialect == postgresDialect {
 		lock = " FOR UPDATE"

@@ -497,7 +497,7 @@ func runTriageSuite(t *testing.T, env func(testing.TB) Config) {
 		for _, step := range []struct {
 			cmd  string
 			want uint
-		}{{"version", 3}, {"down", 2}, {"version", 2}, {"up", 3}} {
+		}{{"version", 4}, {"down", 3}, {"down", 2}, {"version", 2}, {"up", 4}} {
 			v, dirty, err := Migrate(ctx, cfg, step.cmd)
 			if err != nil || dirty || v != step.want {
 				t.Fatalf("migrate %s: %d %v %v, want %d", step.cmd, v, dirty, err, step.want)

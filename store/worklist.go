@@ -28,6 +28,8 @@ import (
 //	worklist_state  one row per study that has been completed or
 //	                overridden (absent: open, no override)
 //	findings        the AI findings of each study's latest triage run
+//
+// and, read only, triage_jobs (jobs.go) for each study's AI status.
 
 var (
 	_ worklist.Source   = (*DB)(nil)
@@ -40,16 +42,34 @@ type worklistEntry struct {
 	findings []worklist.Finding
 	override *worklist.Override
 	done     bool
+	ai       worklist.AIStatus
+	aiError  string
 }
 
 func (e *worklistEntry) entry() worklist.Entry {
-	return worklist.Entry{Study: e.study, Findings: e.findings, Override: e.override}
+	return worklist.Entry{Study: e.study, Findings: e.findings, Override: e.override, AI: e.ai, AIError: e.aiError}
+}
+
+// aiStatus is the worklist's AI status of a study whose triage job is in
+// state (JobState, "" when it has none).
+func aiStatus(state string) worklist.AIStatus {
+	switch JobState(state) {
+	case JobDone:
+		return worklist.AIDone
+	case JobDead:
+		return worklist.AIFailed
+	}
+	return worklist.AIPending
 }
 
 // OpenStudies returns every study that is not completed, with its
 // attributes as worklist.Study has them, its findings and its override,
 // in the order the studies were first received. It implements
 // worklist.Source.
+//
+// AI comes from the study's triage job: done when it is done, failed
+// (AIError its last error) when it is dead, pending otherwise or without
+// a job.
 //
 // Modality and BodyPart come from the study's series: the value held by
 // the most series, ties going to the series with the lowest number
@@ -99,9 +119,11 @@ func (db *DB) worklistEntries(ctx context.Context, uid string) ([]*worklistEntry
 
 	rows, err := tx.QueryContext(ctx, db.dialect.q(`SELECT s.uid, p.patient_id, p.patient_name, s.accession_number,
 		s.study_description, s.priority, s.first_received, w.status,
-		w.override_tier, w.override_due, w.override_reason, w.override_by, w.override_at
+		w.override_tier, w.override_due, w.override_reason, w.override_by, w.override_at,
+		j.state, j.last_error
 		FROM studies s JOIN patients p ON p.pk = s.patient_pk
 		LEFT JOIN worklist_state w ON w.study_uid = s.uid
+		LEFT JOIN triage_jobs j ON j.study_uid = s.uid
 		WHERE `+cond+`
 		ORDER BY s.first_received, s.uid`), args...)
 	if err != nil {
@@ -118,16 +140,21 @@ func (db *DB) worklistEntries(ctx context.Context, uid string) ([]*worklistEntry
 			status, ovTier sql.NullString
 			ovReason, ovBy sql.NullString
 			ovDue, ovAt    sql.NullInt64
+			jobState       sql.NullString
+			jobError       sql.NullString
 		)
 		st := &e.study
 		if err := rows.Scan(&st.StudyUID, &st.PatientID, &st.PatientName, &st.AccessionNumber,
 			&st.Description, &st.OrderPriority, &received, &status,
-			&ovTier, &ovDue, &ovReason, &ovBy, &ovAt); err != nil {
+			&ovTier, &ovDue, &ovReason, &ovBy, &ovAt, &jobState, &jobError); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("store: worklist studies: %w", err)
 		}
 		st.Received = fromMicros(received)
 		e.done = status.String == "done"
+		if e.ai = aiStatus(jobState.String); e.ai == worklist.AIFailed {
+			e.aiError = jobError.String
+		}
 		if ovTier.String != "" || ovDue.Valid {
 			e.override = &worklist.Override{
 				Tier:   worklist.Tier(ovTier.String),

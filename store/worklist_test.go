@@ -78,12 +78,14 @@ func runWorklistSuite(t *testing.T, env func(testing.TB) Config) {
 		}
 		populate(t, db, clock)
 		got := must(db.OpenStudies(ctx))
-		want := []worklist.Entry{{Study: wantB}, {Study: wantA}, {Study: wantC}} // by first received
+		// By first received, AI pending (no triage job yet).
+		pending := worklist.AIPending
+		want := []worklist.Entry{{Study: wantB, AI: pending}, {Study: wantA, AI: pending}, {Study: wantC, AI: pending}}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("OpenStudies:\n got %+v\nwant %+v", got, want)
 		}
 		e, open, err := db.WorklistStudy(ctx, "1.1")
-		if err != nil || !open || !reflect.DeepEqual(e, worklist.Entry{Study: wantA}) {
+		if err != nil || !open || !reflect.DeepEqual(e, worklist.Entry{Study: wantA, AI: pending}) {
 			t.Errorf("WorklistStudy(1.1) = %+v, %v, %v", e, open, err)
 		}
 		if _, _, err := db.WorklistStudy(ctx, "9.9"); !errors.Is(err, ErrNotFound) {
@@ -115,9 +117,9 @@ func runWorklistSuite(t *testing.T, env func(testing.TB) Config) {
 		wantOv.At = at
 		got := must(db.OpenStudies(ctx))
 		want := []worklist.Entry{
-			{Study: wantB},
-			{Study: wantA, Findings: []worklist.Finding{ich, frac}},
-			{Study: wantC, Override: &wantOv},
+			{Study: wantB, AI: worklist.AIPending},
+			{Study: wantA, Findings: []worklist.Finding{ich, frac}, AI: worklist.AIPending},
+			{Study: wantC, Override: &wantOv, AI: worklist.AIPending},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("after findings and override:\n got %+v\nwant %+v", got, want)
@@ -231,7 +233,7 @@ func runWorklistSuite(t *testing.T, env func(testing.TB) Config) {
 		for _, step := range []struct {
 			cmd  string
 			want uint
-		}{{"version", 3}, {"down", 2}, {"down", 1}, {"version", 1}, {"up", 3}} {
+		}{{"version", 4}, {"down", 3}, {"down", 2}, {"down", 1}, {"version", 1}, {"up", 4}} {
 			v, dirty, err := Migrate(ctx, cfg, step.cmd)
 			if err != nil || dirty || v != step.want {
 				t.Fatalf("migrate %s: %d %v %v, want %d", step.cmd, v, dirty, err, step.want)

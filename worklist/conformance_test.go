@@ -266,6 +266,13 @@ func TestRebuildAfterFlushRestoresOrder(t *testing.T) {
 				e.Override = &Override{Tier: TierCritical, Due: base.Add(time.Duration(i) * time.Second), Reason: "called", By: "admin", At: base}
 				mustItem(t)(w.SetOverride(ctx, uid, *e.Override))
 			}
+			if e.Findings != nil {
+				e.AI = AIDone
+			}
+			if i%5 == 1 {
+				e.AI, e.AIError = AIFailed, fmt.Sprintf("error %d", i)
+				mustItem(t)(w.SetAIStatus(ctx, uid, AIFailed, e.AIError, "worker"))
+			}
 			if i%7 == 0 {
 				mustItem(t)(w.Claim(ctx, uid, "ann")) // claims are not restored; order is
 			}
@@ -301,6 +308,9 @@ func TestRebuildAfterFlushRestoresOrder(t *testing.T) {
 			if g.Status != StatusOpen {
 				t.Fatalf("item %s rebuilt as %s", g.StudyUID, g.Status)
 			}
+			if g.AI != h.AI || g.AIError != h.AIError || !g.AI.Valid() {
+				t.Fatalf("item %s rebuilt with AI %q (%q), had %q (%q)", g.StudyUID, g.AI, g.AIError, h.AI, h.AIError)
+			}
 		}
 		evs, err := w.Events(ctx, "0", 0, 0)
 		if err != nil || len(evs) != 1 || evs[0].Type != EventRebuilt || evs[0].Item != nil {
@@ -315,9 +325,91 @@ func TestRebuildAfterFlushRestoresOrder(t *testing.T) {
 			t.Fatalf("after rebuilding 10: %d items", len(got))
 		}
 		// Bad entries are skipped and reported.
-		n, err = w.Rebuild(ctx, memSource{{Study: study("", base, "")}, {Study: study("9.9", base, ""), Findings: []Finding{{Tier: "severe"}}}, {Study: study("9.8", base, "")}})
+		n, err = w.Rebuild(ctx, memSource{{Study: study("", base, "")}, {Study: study("9.9", base, ""), Findings: []Finding{{Tier: "severe"}}}, {Study: study("9.8", base, "")},
+			{Study: study("9.7", base, ""), AI: "running"}})
 		if n != 1 || !errors.Is(err, ErrInvalid) {
 			t.Fatalf("Rebuild with bad entries = %d, %v; want 1 and ErrInvalid", n, err)
+		}
+	})
+}
+
+func TestAIStatus(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		w := b.newWorklist(t, Config{})
+		now := b.clock.Now()
+		it := mustItem(t)(w.Upsert(ctx, study("1.2.3", now, "HIGH"), "pacs"))
+		if it.AI != AIPending || it.AIError != "" || !strings.Contains(it.Reason, "AI pending") {
+			t.Fatalf("new item: AI %q (%q), reason %q; want pending", it.AI, it.AIError, it.Reason)
+		}
+		tier, due := it.Tier, it.Due
+		last, err := w.LastEventID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		b.clock.Advance(time.Second)
+		it = mustItem(t)(w.SetAIStatus(ctx, "1.2.3", AIFailed, "model crashed", "worker-1"))
+		if it.AI != AIFailed || it.AIError != "model crashed" || !strings.Contains(it.Reason, "AI failed") || strings.Contains(it.Reason, "model crashed") {
+			t.Fatalf("after failure: AI %q (%q), reason %q", it.AI, it.AIError, it.Reason)
+		}
+		if it.Tier != tier || !it.Due.Equal(due) || it.UpdatedBy != "worker-1" || !it.UpdatedAt.Equal(b.clock.Now()) {
+			t.Fatalf("a failure moved the item: %+v", it)
+		}
+		evs, err := w.Events(ctx, last, 0, 0)
+		if err != nil || len(evs) != 1 || evs[0].Type != EventAI || evs[0].By != "worker-1" || evs[0].Item == nil ||
+			evs[0].Item.AI != AIFailed || evs[0].Item.AIError != "model crashed" {
+			t.Fatalf("events after SetAIStatus: %+v, %v; want one ai event carrying the failure", evs, err)
+		}
+		// The same status again is still an event (workers may repeat it).
+		mustItem(t)(w.SetAIStatus(ctx, "1.2.3", AIFailed, "model crashed", "worker-1"))
+		if evs, err := w.Events(ctx, evs[0].ID, 0, 0); err != nil || len(evs) != 1 || evs[0].Type != EventAI {
+			t.Fatalf("events after a repeated SetAIStatus: %+v, %v", evs, err)
+		}
+
+		// A header update keeps the AI status.
+		it = mustItem(t)(w.Upsert(ctx, study("1.2.3", now, "STAT"), "pacs"))
+		if it.AI != AIFailed || it.AIError != "model crashed" || it.Tier != TierCritical {
+			t.Fatalf("upsert of an existing item: AI %q (%q) tier %s; want failed kept, critical", it.AI, it.AIError, it.Tier)
+		}
+		// Findings make it done and clear the error.
+		it = mustItem(t)(w.SetFindings(ctx, "1.2.3", nil, "triage"))
+		if it.AI != AIDone || it.AIError != "" || strings.Contains(it.Reason, "AI ") {
+			t.Fatalf("after findings: AI %q (%q), reason %q; want done", it.AI, it.AIError, it.Reason)
+		}
+		if g := mustItem(t)(w.Get(ctx, "1.2.3")); g.AI != AIDone || g.AIError != "" {
+			t.Fatalf("Get after findings: AI %q (%q)", g.AI, g.AIError)
+		}
+		// Back to pending (a new version to triage); a reason is only kept for failures.
+		it = mustItem(t)(w.SetAIStatus(ctx, "1.2.3", AIPending, "ignored", "stability"))
+		if it.AI != AIPending || it.AIError != "" {
+			t.Fatalf("after pending: AI %q (%q)", it.AI, it.AIError)
+		}
+		long := strings.Repeat("é", 600) // 1200 bytes
+		it = mustItem(t)(w.SetAIStatus(ctx, "1.2.3", AIFailed, long, "worker-2"))
+		if len(it.AIError) > maxAIError || !strings.HasPrefix(long, it.AIError) || len(it.AIError) < maxAIError-1 {
+			t.Fatalf("long reason kept as %d bytes", len(it.AIError))
+		}
+		// Claimed items take the status too; completed ones do not.
+		mustItem(t)(w.Claim(ctx, "1.2.3", "ann"))
+		if it := mustItem(t)(w.SetAIStatus(ctx, "1.2.3", AIDone, "", "triage")); it.Status != StatusClaimed || it.ClaimedBy != "ann" || it.AI != AIDone {
+			t.Fatalf("AI status of a claimed item: %+v", it)
+		}
+		mustItem(t)(w.Complete(ctx, "1.2.3", "ann"))
+		if _, err := w.SetAIStatus(ctx, "1.2.3", AIFailed, "late", "worker-1"); !errors.Is(err, ErrCompleted) {
+			t.Fatalf("AI status of a completed item: %v, want ErrCompleted", err)
+		}
+
+		// Items written before the AI status existed read as pending.
+		mustItem(t)(w.Upsert(ctx, study("1.2.4", now, ""), "pacs"))
+		if err := b.client.HDel(ctx, b.prefix+"item:1.2.4", "ai").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if g := mustItem(t)(w.Get(ctx, "1.2.4")); g.AI != AIPending || !strings.Contains(g.Reason, "AI pending") {
+			t.Fatalf("old item: AI %q, reason %q; want pending", g.AI, g.Reason)
+		}
+		if items := listAll(t, w, Filter{}); len(items) != 1 || items[0].AI != AIPending {
+			t.Fatalf("List of an old item: %+v", items)
 		}
 	})
 }
@@ -342,6 +434,7 @@ func TestEventsResume(t *testing.T) {
 				_, err := w.SetFindings(ctx, "1.2", []Finding{{Code: "ich", Probability: .8, Tier: TierCritical}}, "triage")
 				return err
 			}},
+			{EventAI, "1.1", "triage", func() error { _, err := w.SetAIStatus(ctx, "1.1", AIFailed, "no series", "triage"); return err }},
 			{EventClaimed, "1.2", "ann", func() error { _, err := w.Claim(ctx, "1.2", "ann"); return err }},
 			{EventReleased, "1.2", "ann", func() error { _, err := w.Release(ctx, "1.2", "ann"); return err }},
 			{EventOverridden, "1.1", "admin", func() error {
@@ -374,8 +467,14 @@ func TestEventsResume(t *testing.T) {
 				t.Fatalf("event %d = %s %s by %s at %v, want %s %s by %s", i, ev.Type, ev.StudyUID, ev.By, ev.At, o.typ, o.uid, o.by)
 			}
 		}
-		if it := all[4].Item; it.Status != StatusClaimed || it.ClaimedBy != "ann" || it.Tier != TierCritical {
+		if it := all[5].Item; it.Status != StatusClaimed || it.ClaimedBy != "ann" || it.Tier != TierCritical || it.AI != AIDone {
 			t.Fatalf("claimed event's item %+v", it)
+		}
+		if it := all[0].Item; it.AI != AIPending {
+			t.Fatalf("added event's item has AI %q, want pending", it.AI)
+		}
+		if it := all[4].Item; it.AI != AIFailed || it.AIError != "no series" || it.Tier != TierCritical {
+			t.Fatalf("ai event's item %+v, want AI failed (no series), still critical", it)
 		}
 		if last, err := w.LastEventID(ctx); err != nil || last != all[len(all)-1].ID {
 			t.Fatalf("LastEventID = %q, %v; want %q", last, err, all[len(all)-1].ID)
@@ -553,6 +652,10 @@ func TestErrors(t *testing.T) {
 			{"findings unknown", func() error { _, err := w.SetFindings(ctx, "9.9", nil, "triage"); return err }, ErrNotFound},
 			{"override unknown", func() error { _, err := w.SetOverride(ctx, "9.9", Override{Tier: TierUrgent, By: "a"}); return err }, ErrNotFound},
 			{"clear unknown", func() error { _, err := w.ClearOverride(ctx, "9.9", "a"); return err }, ErrNotFound},
+			{"AI status unknown", func() error { _, err := w.SetAIStatus(ctx, "9.9", AIFailed, "x", "triage"); return err }, ErrNotFound},
+			{"AI status value", func() error { _, err := w.SetAIStatus(ctx, "1.2", "running", "", "triage"); return err }, ErrInvalid},
+			{"AI status empty", func() error { _, err := w.SetAIStatus(ctx, "1.2", "", "", "triage"); return err }, ErrInvalid},
+			{"AI status without user", func() error { _, err := w.SetAIStatus(ctx, "1.2", AIDone, "", ""); return err }, ErrInvalid},
 			{"release unclaimed", func() error { _, err := w.Release(ctx, "1.2", "ann"); return err }, ErrNotClaimed},
 			{"empty UID", func() error { _, err := w.Upsert(ctx, Study{}, "pacs"); return err }, ErrInvalid},
 			{"UID with space", func() error { _, err := w.Get(ctx, "1 2"); return err }, ErrInvalid},

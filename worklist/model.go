@@ -97,6 +97,21 @@ func (s Status) Valid() bool {
 	return s == StatusOpen || s == StatusClaimed || s == StatusDone
 }
 
+// AIStatus is where a study's AI triage stands.
+type AIStatus string
+
+// The AI statuses. A study enters the worklist pending; findings make it
+// done; a triage job that ended in the dead-letter state makes it failed (the
+// study stays on the worklist, placed by its order priority).
+const (
+	AIPending AIStatus = "pending"
+	AIDone    AIStatus = "done"
+	AIFailed  AIStatus = "failed"
+)
+
+// Valid reports whether s is one of AIPending, AIDone, AIFailed.
+func (s AIStatus) Valid() bool { return s == AIPending || s == AIDone || s == AIFailed }
+
 // Study is what the worklist knows of a study from its DICOM headers.
 type Study struct {
 	StudyUID        string `json:"studyUID"`
@@ -147,9 +162,14 @@ type Item struct {
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"` // when the claim lapses unless renewed
 	Finding    *Finding  `json:"finding,omitempty"`   // the finding that sets the tier (most urgent, then most probable); nil when none
 	Override   *Override `json:"override,omitempty"`
+	// AI is where AI triage of the study stands (pending until findings are
+	// set, failed when triage gave up); AIError is the reason of a failure.
+	AI      AIStatus `json:"ai"`
+	AIError string   `json:"aiError,omitempty"`
 	// Reason says why the item sits where it does: tier and why (override,
-	// finding with probability, or order priority), and time left or
-	// overdue. It is computed when the item is read.
+	// finding with probability, or order priority), "AI pending" or "AI
+	// failed" when so, and time left or overdue. It is computed when the
+	// item is read.
 	Reason      string    `json:"reason"`
 	UpdatedBy   string    `json:"updatedBy,omitempty"`
 	UpdatedAt   time.Time `json:"updatedAt"`
@@ -168,6 +188,7 @@ const (
 	EventOverridden      = "overridden"       // manual priority set
 	EventOverrideCleared = "override-cleared" // manual priority removed
 	EventRebuilt         = "rebuilt"          // the whole list was rebuilt from the store; reload it (Item is nil)
+	EventAI              = "ai"               // the AI status changed (SetAIStatus)
 )
 
 // Event is one change to the worklist, as read back from the stream.
@@ -218,6 +239,12 @@ func reason(it *Item, now time.Time) string {
 		fmt.Fprintf(&b, "order priority %s", strings.ToUpper(strings.TrimSpace(it.OrderPriority)))
 	default:
 		b.WriteString("no urgent finding or order priority")
+	}
+	switch it.AI {
+	case AIPending:
+		b.WriteString("; AI pending")
+	case AIFailed:
+		b.WriteString("; AI failed")
 	}
 	if it.Status == StatusDone {
 		b.WriteString("; completed")

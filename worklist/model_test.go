@@ -77,6 +77,14 @@ func TestReason(t *testing.T) {
 			"routine: manual priority by dr.x (prior study); overdue by 2 d 2 h"},
 		{"nothing", Item{Tier: TierRoutine, Due: now.Add(30 * time.Second)}, "routine: no urgent finding or order priority; 30 s left"},
 		{"done", Item{Tier: TierRoutine, Status: StatusDone, Due: now}, "routine: no urgent finding or order priority; completed"},
+		{"AI pending", Item{Study: Study{OrderPriority: "STAT"}, Tier: TierCritical, AI: AIPending, Due: now.Add(10 * time.Minute)},
+			"critical: order priority STAT; AI pending; 10 min left"},
+		{"AI failed", Item{Tier: TierRoutine, AI: AIFailed, AIError: "model crashed", Due: now.Add(time.Minute)},
+			"routine: no urgent finding or order priority; AI failed; 1 min left"},
+		{"AI done", Item{Tier: TierCritical, AI: AIDone, Due: now.Add(11*time.Minute + 30*time.Second), Finding: ich},
+			"critical: intracranial haemorrhage, probability 93%, 12.2 mL; 11 min left"},
+		{"AI pending, done", Item{Tier: TierRoutine, AI: AIPending, Status: StatusDone, Due: now},
+			"routine: no urgent finding or order priority; AI pending; completed"},
 	} {
 		if got := reason(&c.it, now); got != c.want {
 			t.Errorf("%s: reason %q, want %q", c.name, got, c.want)

@@ -23,7 +23,9 @@ import "github.com/redis/go-redis/v9"
 // recv (ms) ptier (tier of the order priority) ftier f_code f_name f_prob
 // f_vol f_model (top finding)
 // o_tier o_due o_reason o_by o_at (override) tier due (effective, ms)
-// st (open|claimed|done) holder lease (ms) ub ua (updated by/at, ms) done (ms).
+// st (open|claimed|done) holder lease (ms) ub ua (updated by/at, ms) done (ms)
+// ai (pending|done|failed; missing in items written before it existed, read
+// as pending) ai_err (reason of a failure).
 //
 // No key has a TTL (the embedded store does not expire keys in real time):
 // leases and retention are scores swept by expireScript with the client's time.
@@ -68,8 +70,9 @@ local function ok(typ, key)
 end
 `
 
-// upsertScript adds a study or updates its header fields; a done study is
-// refused, an unchanged one appends no event. The first received time wins.
+// upsertScript adds a study (AI pending) or updates its header fields,
+// keeping its AI status; a done study is refused, an unchanged one appends
+// no event. The first received time wins.
 // ARGV[8..17]: uid pid pname acc mod body desc prio recv ptier.
 var upsertScript = redis.NewScript(prelude + `
 local key = KEYS[1]
@@ -81,7 +84,7 @@ if #h == 0 then
   -- New: no findings or override yet, so the tier is the order's.
   local due = ms(tonumber(ARGV[16]) + deadline(ARGV[17]))
   h = fields
-  for _, v in ipairs({'uid', uid, 'st', 'open', 'recv', ARGV[16], 'tier', ARGV[17], 'due', due, 'ub', by, 'ua', ARGV[1]}) do
+  for _, v in ipairs({'uid', uid, 'st', 'open', 'ai', 'pending', 'recv', ARGV[16], 'tier', ARGV[17], 'due', due, 'ub', by, 'ua', ARGV[1]}) do
     h[#h + 1] = v
   end
   redis.call('HSET', key, unpack(h))
@@ -102,8 +105,8 @@ place(key, uid)
 return ok('updated', key)
 `)
 
-// findingsScript sets the top finding and its tier and reprioritises; only
-// open or claimed items. ARGV[8..14]: uid ftier f_code f_name f_prob f_vol
+// findingsScript sets the top finding and its tier, marks AI done and
+// reprioritises; only open or claimed items. ARGV[8..14]: uid ftier f_code f_name f_prob f_vol
 // f_model (all "" for no finding).
 var findingsScript = redis.NewScript(prelude + `
 local key = KEYS[1]
@@ -111,10 +114,29 @@ local st = redis.call('HGET', key, 'st')
 if not st then return {'NOTFOUND'} end
 if st == 'done' then return {'COMPLETED'} end
 redis.call('HSET', key, 'ftier', ARGV[9], 'f_code', ARGV[10], 'f_name', ARGV[11], 'f_prob', ARGV[12],
-  'f_vol', ARGV[13], 'f_model', ARGV[14])
+  'f_vol', ARGV[13], 'f_model', ARGV[14], 'ai', 'done')
+redis.call('HDEL', key, 'ai_err')
 touch(key)
 place(key, ARGV[8])
 return ok('reprioritised', key)
+`)
+
+// aiScript sets the AI status and the reason of a failure ("" clears it),
+// without moving the item; only open or claimed items. It appends an "ai"
+// event even when nothing changed. ARGV[8..10]: uid ai ai_err.
+var aiScript = redis.NewScript(prelude + `
+local key = KEYS[1]
+local st = redis.call('HGET', key, 'st')
+if not st then return {'NOTFOUND'} end
+if st == 'done' then return {'COMPLETED'} end
+redis.call('HSET', key, 'ai', ARGV[9])
+if ARGV[10] == '' then
+  redis.call('HDEL', key, 'ai_err')
+else
+  redis.call('HSET', key, 'ai_err', ARGV[10])
+end
+touch(key)
+return ok('ai', key)
 `)
 
 // claimScript claims exclusively, or renews the holder's lease, or takes over

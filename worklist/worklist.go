@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -69,6 +70,10 @@ type Entry struct {
 	Study    Study
 	Findings []Finding
 	Override *Override
+	// AI is the study's AI status ("" means AIPending); AIError the reason
+	// of a failure.
+	AI      AIStatus
+	AIError string
 }
 
 // Change is a worklist change that the source of truth should record.
@@ -326,6 +331,11 @@ func (w *Worklist) itemFromMap(m map[string]string) (*Item, error) {
 		UpdatedBy:   m["ub"],
 		UpdatedAt:   fromMS(m["ua"]),
 		CompletedAt: fromMS(m["done"]),
+		AI:          AIStatus(m["ai"]),
+		AIError:     m["ai_err"],
+	}
+	if it.AI == "" {
+		it.AI = AIPending // written before the AI status existed
 	}
 	if t := m["ftier"]; t != "" {
 		it.Finding = &Finding{Code: m["f_code"], Name: m["f_name"], Tier: Tier(t), Model: m["f_model"]}
@@ -747,7 +757,7 @@ func (w *Worklist) Rebuild(ctx context.Context, src Source) (int, error) {
 	if err := clearScript.Run(ctx, w.c, []string{w.item, w.queue, w.claims, w.done}).Err(); err != nil {
 		return 0, fmt.Errorf("worklist: rebuild: clearing: %w", err)
 	}
-	for _, s := range []*redis.Script{upsertScript, findingsScript, overrideScript} {
+	for _, s := range []*redis.Script{upsertScript, findingsScript, overrideScript, aiScript} {
 		if err := s.Load(ctx, w.c).Err(); err != nil {
 			return 0, fmt.Errorf("worklist: rebuild: loading scripts: %w", err)
 		}
@@ -774,6 +784,12 @@ func (w *Worklist) Rebuild(ctx context.Context, src Source) (int, error) {
 				cmdUIDs = append(cmdUIDs, uid)
 				overrideScript.EvalSha(ctx, pipe, w.keys(uid), w.args(by, true, w.overrideArgs(uid, *e.Override)...)...)
 			}
+			ai := e.AI
+			if ai == "" {
+				ai = AIPending
+			}
+			cmdUIDs = append(cmdUIDs, uid)
+			aiScript.EvalSha(ctx, pipe, w.keys(uid), w.args("rebuild", true, aiArgs(uid, ai, e.AIError)...)...)
 		}
 		cmds, err := pipe.Exec(ctx)
 		if err != nil {
@@ -803,6 +819,9 @@ func (w *Worklist) checkEntry(e Entry) error {
 	if err := checkFindings(e.Findings); err != nil {
 		return fmt.Errorf("worklist: rebuild: study %s: %w", e.Study.StudyUID, err)
 	}
+	if e.AI != "" && !e.AI.Valid() {
+		return fmt.Errorf("worklist: rebuild: study %s: %w: unknown AI status %q", e.Study.StudyUID, ErrInvalid, e.AI)
+	}
 	if e.Override != nil {
 		o := *e.Override
 		if o.By == "" {
@@ -813,4 +832,45 @@ func (w *Worklist) checkEntry(e Entry) error {
 		}
 	}
 	return nil
+}
+
+// maxAIError bounds Item.AIError, in bytes.
+const maxAIError = 1000
+
+// SetAIStatus sets the study's AI status without moving it: AIFailed when
+// triage gave up (reason says why, kept as Item.AIError, truncated to 1,000
+// bytes), AIPending when it is to run again, AIDone (SetFindings sets it
+// too). The reason is cleared for any status but AIFailed. Only open or
+// claimed studies: ErrNotFound, ErrCompleted otherwise. Event "ai", appended
+// even when nothing changed.
+func (w *Worklist) SetAIStatus(ctx context.Context, studyUID string, s AIStatus, reason, by string) (*Item, error) {
+	if err := checkUID(studyUID); err != nil {
+		return nil, err
+	}
+	if err := checkUser(by); err != nil {
+		return nil, err
+	}
+	if !s.Valid() {
+		return nil, fmt.Errorf("%w: unknown AI status %q (want pending, done or failed)", ErrInvalid, s)
+	}
+	it, _, err := w.run(ctx, aiScript, studyUID, by, false, aiArgs(studyUID, s, reason)...)
+	return it, err
+}
+
+func aiArgs(uid string, s AIStatus, reason string) []any {
+	if s != AIFailed {
+		reason = ""
+	}
+	return []any{uid, string(s), truncateUTF8(reason, maxAIError)}
+}
+
+// truncateUTF8 cuts s to at most n bytes, not inside a UTF-8 sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

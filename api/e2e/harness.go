@@ -304,15 +304,21 @@ func StartServer(ctx context.Context, o ServerOptions) (*Process, error) {
 		args = append(args, "--database-url", o.DatabaseURL)
 	}
 	args = append(args, o.ExtraArgs...)
-	logPath := o.LogPath
+	return startReady(ctx, "radtriage", o.Bin, args, port, o.LogPath, o.DataDir, "radtriage", "/readyz")
+}
+
+// startReady starts bin with args, logging to logPath (default
+// dataDir/../LOGNAME-PORT.log), and waits up to a minute for ready (a
+// path) to answer 200.
+func startReady(ctx context.Context, name, bin string, args []string, port int, logPath, dataDir, logName, ready string) (*Process, error) {
 	if logPath == "" {
-		logPath = filepath.Join(filepath.Dir(o.DataDir), fmt.Sprintf("radtriage-%d.log", port))
+		logPath = filepath.Join(filepath.Dir(dataDir), fmt.Sprintf("%s-%d.log", logName, port))
 	}
-	p, err := Start("radtriage", o.Bin, args, nil, port, logPath)
+	p, err := Start(name, bin, args, nil, port, logPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.WaitReady(ctx, p.BaseURL+"/readyz", 60*time.Second); err != nil {
+	if err := p.WaitReady(ctx, p.BaseURL+ready, 60*time.Second); err != nil {
 		p.Kill()
 		return nil, err
 	}

@@ -19,9 +19,14 @@ func testEnv(vars map[string]string) (*environ, *bytes.Buffer, *bytes.Buffer) {
 	}, &stdout, &stderr
 }
 
+// defaultPipeline is the pipeline flags' defaults.
+var defaultPipeline = pipelineConfig{Workers: 1, Backend: "auto", JobLease: time.Minute, MaxAttempts: 3, Grace: 30 * time.Second}
+
+var zeroWorkers = func() pipelineConfig { c := defaultPipeline; c.Workers = 0; return c }()
+
 func TestParseServe(t *testing.T) {
 	defaults := serveConfig{
-		Addr: "127.0.0.1:8080", DataDir: "./data", Workers: 1, Backend: "auto", StableAge: 5 * time.Second,
+		Addr: "127.0.0.1:8080", DataDir: "./data", Pipeline: defaultPipeline, StableAge: 5 * time.Second,
 		MaxRequestSize: 4 << 30, MaxInstanceSize: 2 << 30, Worklist: defaultWorklistFlags, log: logConfig{"info", "text"},
 	}
 	tests := []struct {
@@ -39,7 +44,7 @@ func TestParseServe(t *testing.T) {
 				"--max-instance-size", "512MiB", "--cors-origins", "https://a.example, http://b:3000/", "--log-level", "debug", "--log-format", "json"},
 			want: func(c *serveConfig) {
 				*c = serveConfig{Addr: ":9000", DataDir: "/srv/rt", DatabaseURL: "postgres://rt@db/rt?sslmode=disable",
-					RedisURL: "redis://cache:6379/0", Workers: 0, Backend: "auto", StableAge: 90 * time.Second, MaxRequestSize: 1_500_000_000,
+					RedisURL: "redis://cache:6379/0", Pipeline: zeroWorkers, StableAge: 90 * time.Second, MaxRequestSize: 1_500_000_000,
 					MaxInstanceSize: 512 << 20, CORSOrigins: []string{"https://a.example", "http://b:3000"}, Worklist: defaultWorklistFlags,
 					log: logConfig{"debug", "json"}}
 			},
@@ -66,7 +71,7 @@ func TestParseServe(t *testing.T) {
 		{name: "zero size", env: map[string]string{"RADTRIAGE_MAX_INSTANCE_SIZE": "0"}, wantErr: `invalid RADTRIAGE_MAX_INSTANCE_SIZE "0": must be positive`},
 		{name: "instance above request", env: map[string]string{"RADTRIAGE_MAX_REQUEST_SIZE": "1GiB"},
 			wantErr: `invalid --max-instance-size (default) "2GiB": larger than RADTRIAGE_MAX_REQUEST_SIZE "1GiB"`},
-		{name: "backend", env: map[string]string{"RADTRIAGE_BACKEND": "cpu"}, want: func(c *serveConfig) { c.Backend = "cpu" }},
+		{name: "backend", env: map[string]string{"RADTRIAGE_BACKEND": "cpu"}, want: func(c *serveConfig) { c.Pipeline.Backend = "cpu" }},
 		{name: "bad backend", args: []string{"--backend", "tpu"}, wantErr: `invalid --backend "tpu": must be one of cpu, cuda, auto`},
 		{name: "workers negative", args: []string{"--workers", "-1"}, wantErr: `invalid --workers "-1": must be at least 0`},
 		{name: "workers not a number", args: []string{"--workers", "two"}, wantErr: `invalid --workers "two": not an integer`},
@@ -238,6 +243,57 @@ func TestRunCommands(t *testing.T) {
 			if !strings.Contains(stdout.String(), tt.wantOut) {
 				t.Errorf("output does not contain %q:\n%s", tt.wantOut, stdout.String())
 			}
+		})
+	}
+}
+
+func TestParseWorker(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c *workerConfig)
+	}{
+		{name: "needs redis", wantErr: "--redis-url (RADTRIAGE_REDIS_URL) is required"},
+		{
+			name: "defaults", env: map[string]string{"RADTRIAGE_REDIS_URL": "redis://r:6379/0"},
+			check: func(t *testing.T, c *workerConfig) {
+				if c.Pipeline != defaultPipeline || c.MetricsAddr != "" || c.DataDir != "./data" || c.Worklist != defaultWorklistFlags {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			name: "flags",
+			args: []string{"--redis-url", "redis://r/1", "--database-url", "postgres://u@db/rt", "--workers", "2", "--backend", "cpu",
+				"--job-lease", "20s", "--job-attempts", "5", "--job-grace", "1s", "--metrics-addr", "127.0.0.1:9101", "--models", "/m"},
+			check: func(t *testing.T, c *workerConfig) {
+				want := pipelineConfig{Workers: 2, Backend: "cpu", Models: "/m", JobLease: 20 * time.Second, MaxAttempts: 5, Grace: time.Second}
+				if c.Pipeline != want || c.MetricsAddr != "127.0.0.1:9101" || c.DatabaseURL != "postgres://u@db/rt" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{name: "no workers", args: []string{"--redis-url", "redis://r/1", "--workers", "0"}, wantErr: "--workers must be at least 1"},
+		{name: "bad metrics addr", args: []string{"--redis-url", "redis://r/1", "--metrics-addr", "nope"}, wantErr: `invalid --metrics-addr "nope"`},
+		{name: "bad attempts", args: []string{"--redis-url", "redis://r/1", "--job-attempts", "0"}, wantErr: `invalid --job-attempts "0": must be at least 1`},
+		{name: "bad lease", args: []string{"--redis-url", "redis://r/1", "--job-lease", "-1s"}, wantErr: `invalid --job-lease "-1s": must be positive`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _, _ := testEnv(tt.env)
+			c, err := parseWorker(env, tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
 		})
 	}
 }

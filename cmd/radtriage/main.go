@@ -1,5 +1,5 @@
 // Command radtriage is the radtriage DICOM triage server and its tools:
-// serve, migrate, push, worklist, volume, denoise, phantom, preprocess,
+// serve, worker, migrate, push, worklist, volume, denoise, phantom, preprocess,
 // triage and version. Run "radtriage help" for usage.
 package main
 

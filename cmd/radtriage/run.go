@@ -49,6 +49,7 @@ type environ struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the DICOMweb server", runServe},
+		{"worker", "run triage workers only (scale-out: they share serve's database, Redis and data dir)", runWorker},
 		{"migrate", "migrate the index database: up, down (one step) or version", runMigrate},
 		{"push", "send a folder of DICOM files to a STOW-RS server", runPush},
 		{"worklist", "rebuild the Redis worklist from the index database", runWorklist},

@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/radtriage/radtriage/api"
 	"github.com/radtriage/radtriage/store"
-	"github.com/radtriage/radtriage/worklist"
 )
 
 // serveConfig is the configuration of radtriage serve.
@@ -27,8 +27,7 @@ type serveConfig struct {
 	DataDir         string
 	DatabaseURL     string
 	RedisURL        string
-	Workers         int
-	Backend         string
+	Pipeline        pipelineConfig // --workers, --backend, --models, --job-*
 	StableAge       time.Duration
 	MaxRequestSize  int64
 	MaxInstanceSize int64
@@ -75,9 +74,8 @@ With no flags it runs on one machine with nothing installed: SQLite and blobs in
 postgres://… and --redis-url redis://… with a data dir on a shared volume.`, env)
 	fs.stringVar(&c.Addr, "addr", "HOST:PORT", "127.0.0.1:8080", "address to listen on (port 0: any free port)", checkAddr)
 	databaseFlags(fs, &c.DataDir, &c.DatabaseURL)
-	c.Worklist.register(fs, &c.RedisURL, `Redis for the worklist (and, with the pipeline issue, the job stream): "" for the embedded in-process store (one process only, emptied at exit and rebuilt from the index at start), or redis://[:password@]host:6379/0`)
-	fs.intVar(&c.Workers, "workers", 1, 0, "in-process triage workers, 0 for none (not used yet: workers arrive with the pipeline issue)")
-	backendFlag(fs, &c.Backend)
+	c.Worklist.register(fs, &c.RedisURL, `Redis for the worklist and the triage job stream: "" for the embedded in-process store (one process only, emptied at exit and rebuilt from the index at start), or redis://[:password@]host:6379/0`)
+	c.Pipeline.register(fs, 1, "in-process triage workers, 0 for none (then run \"radtriage worker\" processes against the same database and Redis)")
 	fs.durationVar(&c.StableAge, "stable-age", "5s", "a study with no new instance for this long is stable and goes to triage")
 	fs.sizeVar(&c.MaxRequestSize, "max-request-size", "4GiB", "largest STOW-RS request body (413 above); units B, KiB, MiB, GiB, KB, MB, GB")
 	fs.sizeVar(&c.MaxInstanceSize, "max-instance-size", "2GiB", "largest single instance of a request (refused with a failure reason above)")
@@ -226,6 +224,8 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 // serve runs the server until ctx ends. When ready is not nil it receives
 // the listening address once the server accepts connections.
 func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net.Addr) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the workers when serve fails after starting them
 	logger := c.log.newLogger(logw)
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -242,32 +242,33 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 	}
 	defer db.Close()
 
-	// The backend the triage workers will run on (pipeline issue); opened
-	// now so that a --backend cuda without a GPU fails at start.
-	kb, err := openBackend(c.Backend, logger)
-	if err != nil {
-		return err
-	}
-	defer kb.Close()
-
-	rdb, closeRedis, err := connectRedis(ctx, c.RedisURL, logger)
+	wl, queue, closeRedis, err := openJobStream(ctx, db, c.RedisURL, &c.Worklist, logger)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	wl, err := worklist.New(rdb, c.Worklist.config(db))
-	if err != nil {
-		return fmt.Errorf("worklist: %w", err)
-	}
 	if _, err := rebuildIfEmpty(ctx, wl, db, logger); err != nil {
 		return err
 	}
+	metrics := api.NewMetrics(prometheus.NewRegistry())
+	metrics.CollectFrom(db, queue, wl)
+
+	g, gctx := errgroup.WithContext(ctx)
+	backend, err := startWorkers(gctx, g, &c.Pipeline, db, queue, wl, metrics, logger)
+	if err != nil {
+		return err
+	}
+	metrics.SetBackend(backend)
 
 	handler := api.New(db, api.Config{
 		MaxRequestBytes:  c.MaxRequestSize,
 		MaxInstanceBytes: c.MaxInstanceSize,
 		CORSOrigins:      c.CORSOrigins,
 		Worklist:         wl,
+		Results:          db,
+		Jobs:             db,
+		Queue:            queue,
+		Metrics:          metrics,
 		Logger:           logger,
 	})
 	ln, err := net.Listen("tcp", c.Addr)
@@ -282,7 +283,6 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		logger.Warn("embedded default in use (SQLite index in the data dir): fine for one machine, not for production scale-out; set --database-url postgres://… and put --data-dir on a shared volume")
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -297,7 +297,8 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		return srv.Shutdown(sctx)
 	})
 	g.Go(func() error {
-		err := db.WatchStability(gctx, worklistNotifier{db, wl, logger}, stabilityInterval(c.StableAge))
+		n := worklistNotifier{db: db, wl: wl, queue: queue, stable: metrics.StudyStable, logger: logger}
+		err := db.WatchStability(gctx, n, stabilityInterval(c.StableAge))
 		if err != nil && gctx.Err() == nil {
 			return fmt.Errorf("stability watcher: %w", err)
 		}
@@ -305,6 +306,10 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 	})
 	g.Go(func() error {
 		sweepLeases(gctx, wl, sweepInterval(c.Worklist.Lease), logger)
+		return nil
+	})
+	g.Go(func() error {
+		reconcile(gctx, db, queue, wl, 2*c.Pipeline.JobLease, logger)
 		return nil
 	})
 	if ready != nil {

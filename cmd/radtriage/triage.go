@@ -266,39 +266,15 @@ func triageDir(ctx context.Context, c *triageConfig, ens *triage.Ensemble, stdou
 // the result and writes its mask. loadMS is its share of reading the
 // folder.
 func triageStudy(ctx context.Context, c *triageConfig, ens *triage.Ensemble, uid string, series []*volume.Series, loadMS float64, stdout, stderr io.Writer) error {
-	start := time.Now()
-	stack, reason, err := volume.Choose(&volume.Collection{Series: series})
+	run, err := ens.RunStudy(ctx, uid, series, loadMS)
 	if err != nil {
-		return fmt.Errorf("no series to triage: %w", err)
-	}
-	fmt.Fprintf(stderr, "study %s: chose series %s: %s\n", uid, stack.SeriesUID, reason)
-	v, err := stack.Assemble(volume.AssembleOptions{})
-	if err != nil {
-		return fmt.Errorf("assembling series %s: %w", stack.SeriesUID, err)
-	}
-	for _, s := range series {
-		if s.UID == stack.SeriesUID {
-			for _, w := range s.Warnings {
-				fmt.Fprintf(stderr, "study %s: warning: %s: %s\n", uid, w.Code, w.Message)
-			}
-		}
-	}
-	for _, w := range v.Warnings {
-		fmt.Fprintf(stderr, "study %s: warning: %s: %s\n", uid, w.Code, w.Message)
-	}
-	for _, n := range v.Notes {
-		fmt.Fprintf(stderr, "study %s: note: %s\n", uid, n)
-	}
-	assembleMS := loadMS + msSince(start)
-	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r, err := ens.Run(ctx, v, uid)
-	if err != nil {
-		return fmt.Errorf("triage of series %s: %w", stack.SeriesUID, err)
+	fmt.Fprintf(stderr, "study %s: chose %s\n", uid, run.Reason)
+	for _, n := range run.Notes {
+		fmt.Fprintf(stderr, "study %s: %s\n", uid, n)
 	}
-	r.TimingsMS.Assemble = assembleMS
-	r.TimingsMS.Total += assembleMS
+	r, v := run.Result, run.Volume
 	if c.Mask != "" {
 		name := c.Mask
 		if c.maskDir {

@@ -171,11 +171,16 @@ func sweepLeases(ctx context.Context, wl *worklist.Worklist, interval time.Durat
 	}
 }
 
-// worklistNotifier puts a study on the worklist when it becomes stable,
-// as the store describes it.
+// worklistNotifier hears that a study became stable: it upserts the study
+// on the worklist (as the store describes it) and, with a queue, records
+// a triage job for this version of the study (its instance count) and
+// adds it to the job stream. A completed study stays off the worklist and
+// is not triaged again.
 type worklistNotifier struct {
 	db     *store.DB
 	wl     *worklist.Worklist
+	queue  *worklist.Queue // nil: no triage jobs
+	stable func()          // called per stable study (metrics); may be nil
 	logger *slog.Logger
 }
 
@@ -184,16 +189,19 @@ var _ store.StabilityNotifier = worklistNotifier{}
 // upsertUser is who the worklist records for studies arriving.
 const upsertUser = "ingest"
 
-// StudyStable upserts the study. A completed study stays off the
-// worklist. An error makes the store retry on its next pass.
+// StudyStable upserts the study and enqueues its triage. An error makes
+// the store retry on its next pass (both steps are idempotent).
 func (n worklistNotifier) StudyStable(ctx context.Context, studyUID string, instances int) error {
 	n.logger.InfoContext(ctx, "study stable", "study", studyUID, "instances", instances)
+	if n.stable != nil {
+		n.stable()
+	}
 	e, open, err := n.db.WorklistStudy(ctx, studyUID)
 	if err != nil {
 		return err
 	}
 	if !open {
-		n.logger.DebugContext(ctx, "study completed: not put back on the worklist", "study", studyUID)
+		n.logger.DebugContext(ctx, "study completed: not put back on the worklist nor triaged", "study", studyUID)
 		return nil
 	}
 	it, err := n.wl.Upsert(ctx, e.Study, upsertUser)
@@ -204,6 +212,18 @@ func (n worklistNotifier) StudyStable(ctx context.Context, studyUID string, inst
 		return err
 	}
 	n.logger.DebugContext(ctx, "worklist: study upserted", "study", studyUID, "tier", it.Tier, "due", it.Due)
+	if n.queue == nil {
+		return nil
+	}
+	added, err := enqueue(ctx, n.db, n.queue, studyUID, int64(instances))
+	if err != nil {
+		return fmt.Errorf("enqueueing the triage of %s: %w", studyUID, err)
+	}
+	if added {
+		n.logger.InfoContext(ctx, "triage job queued", "study", studyUID, "version", instances)
+	} else {
+		n.logger.DebugContext(ctx, "triage job for this version already queued or run", "study", studyUID, "version", instances)
+	}
 	return nil
 }
 
