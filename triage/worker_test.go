@@ -330,7 +330,6 @@ func TestWorkerRunReclaimsDeadWorkersJob(t *testing.T) {
 	}
 }
 
-
 func TestWorkerPoisonStudyIsDead(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
