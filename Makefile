@@ -44,12 +44,14 @@ help:
 	@echo '                  U-Net conv layers vs PyTorch and onnxruntime (bench-kernels-conv.md),'
 	@echo '                  ONNX model inference vs onnxruntime and PyTorch (bench-triage-models.md),'
 	@echo '                  triage of ct-head-5mm by stage, ensemble models vs onnxruntime and PyTorch (bench-triage.md),'
-	@echo '                  pipeline: STOW to worklist event, studies/hour with 1 and 2 workers, vs radtriage triage (bench-pipeline.md)'
+	@echo '                  pipeline: STOW to worklist event, studies/hour with 1 and 2 workers, vs radtriage triage (bench-pipeline.md),'
+	@echo '                  worklist page in headless chromium, 5,000 studies: first render, SSE re-order, key image (bench-ui.md)'
 	@echo 'make demo         build, start serve on embedded defaults, push 5 phantom studies (2 ICH, 1 SDH), print the worklist order'
 	@echo '                  (runs until Ctrl-C; DEMO_EXIT=1 stops instead)'
 	@echo 'make fuzz         every Fuzz target for $$FUZZTIME'
 	@echo 'make fmt | vet    gofmt -s -w | gofmt check + go vet'
-	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env)'
+	@echo 'make services     find or start PostgreSQL and Redis for the tests (.cache/services.env); chromium and axe-core for the browser tests'
+	@echo 'make screenshots  docs/worklist.png and docs/study-panel.png: the worklist page on five triaged phantom studies, headless chromium'
 	@echo 'make services-stop  stop the private instances make services started'
 	@echo 'make build-cuda   bin/radtriage-cuda (CUDA backend; cuda.h + libcuda stub via .ci/cuda-headers.sh)'
 	@echo 'make vet-cuda     go vet and go build with -tags cuda (part of make test; no GPU needed)'
@@ -94,12 +96,21 @@ bench: services
 	.ci/bench-triage-models.sh bench-triage-models.md
 	.ci/bench-triage.sh bench-triage.md
 	$(WITH_SERVICES) .ci/bench-pipeline.sh bench-pipeline.md
+	.ci/bench-ui.sh bench-ui.md
 
 # The product on one machine: serve on embedded defaults, five phantom
 # studies pushed and triaged, the worklist order printed (.ci/demo.sh).
 .PHONY: demo
 demo: build
 	BIN=$(BIN) .ci/demo.sh
+
+# The README's screenshots of the worklist page: five phantom studies
+# (two ICH, one SDH, two normal) pushed to serve on the embedded defaults
+# and triaged, the page in headless chromium (cmd/uibench -screenshots).
+.PHONY: screenshots
+screenshots: build
+	.ci/browser-deps.sh
+	$(GO) run ./cmd/uibench -bin $(BIN) -screenshots docs
 
 fuzz:
 	GOTAGS='$(GOTAGS)' CGO_ENABLED=$(CGO) .ci/fuzz.sh $(FUZZTIME)
@@ -145,6 +156,7 @@ vet:
 
 services:
 	.ci/services.sh
+	.ci/browser-deps.sh
 
 services-stop:
 	.ci/services.sh stop

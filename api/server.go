@@ -34,6 +34,9 @@ type Config struct {
 	// Results serves /api/v1/studies/{study}/findings; nil answers those
 	// routes with 503.
 	Results ResultReader
+	// KeyImages serves /api/v1/studies/{study}/key-image.png
+	// (keyimage.go); nil answers it with 503.
+	KeyImages KeyImager
 	// Jobs serves /api/v1/jobs; nil answers it with 503.
 	Jobs JobLister
 	// Queue adds the job stream's statistics to /api/v1/jobs; nil leaves
@@ -43,6 +46,8 @@ type Config struct {
 	// ingest in it; nil: no /metrics (404). Its scrape-time gauges read
 	// the sources given to Metrics.CollectFrom, which New does not call.
 	Metrics *Metrics
+	// UI configures the worklist page served at / (ui.go).
+	UI UIConfig
 }
 
 const defaultMaxQueryResults = 10000
@@ -121,12 +126,16 @@ func New(archive store.Archive, cfg Config) http.Handler {
 	v1 := e.Group("/api/v1")
 	v1.GET("/studies/:study/findings", s.needResults, s.findings)
 	v1.GET("/studies/:study/findings/mask.nii.gz", s.needResults, s.findingsMask)
+	v1.GET("/studies/:study/key-image.png", s.needKeyImages, s.keyImage)
 	v1.GET("/jobs", s.needJobs, s.jobs)
 
 	// Prometheus metrics (metrics.go).
 	if cfg.Metrics != nil {
 		e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
 	}
+
+	// The worklist page and its assets (ui.go).
+	s.registerUI(e)
 
 	e.NoRoute(s.noRoute)
 	return e

@@ -20,7 +20,7 @@ import (
 
 // The worklist API (issue 4), under /api/v1/worklist:
 //
-//	GET    /api/v1/worklist                    ordered items: {"items": [...], "next_cursor": "..."}
+//	GET    /api/v1/worklist                    ordered items: {"items": [...], "next_cursor": "...", "event_id": "..."}
 //	GET    /api/v1/worklist/events             Server-Sent Events (worklist_sse.go)
 //	GET    /api/v1/worklist/{study}            one item
 //	POST   /api/v1/worklist/{study}/claim      claim (or renew one's own claim)
@@ -115,10 +115,15 @@ type worklistOverride struct {
 	At     time.Time     `json:"at,omitzero"`
 }
 
-// worklistPage is the answer of GET /api/v1/worklist.
+// worklistPage is the answer of GET /api/v1/worklist. EventID is the
+// newest event of the worklist's stream ("0" when it has none) read
+// before the page's items: a client that lists and then opens
+// /api/v1/worklist/events?last_event_id=<EventID> misses no change, and
+// need not wait for the stream to open before listing.
 type worklistPage struct {
 	Items      []worklistItem `json:"items"`
 	NextCursor string         `json:"next_cursor"`
+	EventID    string         `json:"event_id"`
 }
 
 // worklistEvent is the JSON data of one Server-Sent Event.
@@ -306,12 +311,26 @@ func (s *server) worklistList(c *gin.Context) {
 		s.abortWithError(c, err)
 		return
 	}
-	items, next, err := s.cfg.Worklist.List(c.Request.Context(), f)
+	ctx := c.Request.Context()
+	// The event ID first: every change after it is in the stream, so a
+	// change made while the page is read is not lost, only maybe seen twice.
+	eventID, err := s.cfg.Worklist.LastEventID(ctx)
+	if err != nil {
+		// LastEventID does not mark an unreachable Redis as
+		// worklist.ErrUnavailable (List does): answer List's error, a
+		// 503, when it fails too.
+		if _, _, lerr := s.cfg.Worklist.List(ctx, f); lerr != nil {
+			err = lerr
+		}
+		s.abortWithError(c, err)
+		return
+	}
+	items, next, err := s.cfg.Worklist.List(ctx, f)
 	if err != nil {
 		s.abortWithError(c, err)
 		return
 	}
-	page := worklistPage{Items: make([]worklistItem, 0, len(items)), NextCursor: next}
+	page := worklistPage{Items: make([]worklistItem, 0, len(items)), NextCursor: next, EventID: eventID}
 	for i := range items {
 		page.Items = append(page.Items, toWorklistItem(&items[i]))
 	}

@@ -371,6 +371,54 @@ func TestWorklistList(t *testing.T) {
 	})
 }
 
+// TestWorklistListEventID: every page carries the newest event ID read
+// before its items ("0" on an empty stream), and a stream opened after
+// listing with ?last_event_id=<event_id> delivers every change made since
+// the page was read, so a page can list first and subscribe after.
+func TestWorklistListEventID(t *testing.T) {
+	fastSSE(t)
+
+	forEachWorklistBackend(t, func(t *testing.T, env *wlEnv) {
+		ctx := context.Background()
+		rec := env.call(t, http.MethodGet, "/api/v1/worklist", "", "")
+		want(t, "empty list", rec, http.StatusOK, `"event_id":"0"`)
+
+		env.addStudies(t)
+		rec = env.call(t, http.MethodGet, "/api/v1/worklist?limit=2", "", "")
+		want(t, "list", rec, http.StatusOK)
+		page := decodePage(t, rec)
+		last, err := env.wl.LastEventID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.EventID != last || last == "0" {
+			t.Fatalf("event_id %q, want the newest event %q", page.EventID, last)
+		}
+		// Changes after the first page: the second page and the stream
+		// resumed from the first page's event_id both see them.
+		if _, err := env.wl.Claim(ctx, uidHead, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.wl.SetFindings(ctx, uidBrain, []worklist.Finding{{Code: "ich", Name: "bleed", Probability: 0.9, Tier: worklist.TierCritical}}, "triage"); err != nil {
+			t.Fatal(err)
+		}
+		rec = env.call(t, http.MethodGet, "/api/v1/worklist?limit=2&cursor="+url.QueryEscape(page.NextCursor), "", "")
+		want(t, "second page", rec, http.StatusOK)
+		if p2 := decodePage(t, rec); compareEventIDs(p2.EventID, page.EventID) <= 0 {
+			t.Errorf("second page event_id %q, want one after %q (two changes since)", p2.EventID, page.EventID)
+		}
+		missed := allEvents(t, env.wl, page.EventID)
+		if len(missed) != 2 || missed[0].Type != worklist.EventClaimed || missed[1].Type != worklist.EventReprioritised {
+			t.Fatalf("events after the first page: %+v, want claimed and reprioritised", missed)
+		}
+		srv := httptest.NewServer(env.h)
+		t.Cleanup(srv.Close)
+		s := openSSE(t, srv, "/api/v1/worklist/events?last_event_id="+url.QueryEscape(page.EventID))
+		checkEvents(t, "stream from the page's event_id", s, missed)
+		s.close()
+	})
+}
+
 func TestWorklistStudyRoutes(t *testing.T) {
 	forEachWorklistBackend(t, func(t *testing.T, env *wlEnv) {
 		env.addStudies(t)

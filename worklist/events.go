@@ -99,7 +99,7 @@ func (w *Worklist) Events(ctx context.Context, afterID string, count int, block 
 func (w *Worklist) LastEventID(ctx context.Context) (string, error) {
 	msgs, err := w.c.XRevRangeN(ctx, w.events, "+", "-", 1).Result()
 	if err != nil {
-		return "", fmt.Errorf("worklist: last event: %w", err)
+		return "", fmt.Errorf("worklist: last event: %w", redisErr(err))
 	}
 	if len(msgs) == 0 {
 		return "0", nil
@@ -112,7 +112,7 @@ func (w *Worklist) LastEventID(ctx context.Context) (string, error) {
 func (w *Worklist) FirstEventID(ctx context.Context) (string, error) {
 	msgs, err := w.c.XRangeN(ctx, w.events, "-", "+", 1).Result()
 	if err != nil {
-		return "", fmt.Errorf("worklist: first event: %w", err)
+		return "", fmt.Errorf("worklist: first event: %w", redisErr(err))
 	}
 	if len(msgs) == 0 {
 		return "", nil

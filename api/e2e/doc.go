@@ -27,11 +27,19 @@
 //     studies, each triaged exactly once (done at attempt 1, started and
 //     done once in the workers' logs), both workers taking a share.
 //
+// The browser tests (browser_test.go, issue 8) drive Debian's Chromium
+// headless with chromedp against a real serve: the worklist page loads
+// offline-safe, a pushed bleed appears on top without a reload, claims
+// show across two users' windows, completing removes the row, a dropped
+// event stream resumes and catches up, the key image carries the lesion
+// outline, axe-core finds no serious or critical violation, and the whole
+// flow works from the keyboard.
+//
 // The non-test files are a small harness (build, start, stop, fixtures with
 // fresh UIDs, a DICOMweb client, and for the pipeline: worker processes,
 // an SSE client, phantoms and pushes through the binary, a private
 // redis-server, a TCP proxy, JSON API clients) shared with cmd/ingestbench.
-// They depend only on the standard library, pgx and go-redis, never on the
+// They depend only on the standard library, pgx, go-redis and chromedp, never on the
 // server's packages: the tests see the server as an outside tool would.
 //
 // Run:

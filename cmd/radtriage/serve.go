@@ -19,6 +19,7 @@ import (
 
 	"github.com/radtriage/radtriage/api"
 	"github.com/radtriage/radtriage/store"
+	"github.com/radtriage/radtriage/triage"
 )
 
 // serveConfig is the configuration of radtriage serve.
@@ -32,6 +33,7 @@ type serveConfig struct {
 	MaxRequestSize  int64
 	MaxInstanceSize int64
 	CORSOrigins     []string
+	ViewerURL       string // --viewer-url: the worklist page's link to an external viewer
 	Worklist        worklistFlags
 	log             logConfig
 }
@@ -85,6 +87,7 @@ postgres://… and --redis-url redis://… with a data dir on a shared volume.`,
 			c.CORSOrigins = origins
 			return err
 		})
+	fs.stringVar(&c.ViewerURL, "viewer-url", "TEMPLATE", "", `link from the worklist page to an external DICOMweb viewer, {study} standing for the Study Instance UID (e.g. https://ohif.example.org/viewer?StudyInstanceUIDs={study}); "" for no link`, api.CheckViewerURL)
 	c.log.register(fs)
 	if _, err := fs.parse(args, 0); err != nil {
 		return nil, err
@@ -269,7 +272,13 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 		Jobs:             db,
 		Queue:            queue,
 		Metrics:          metrics,
+		KeyImages:        triage.NewKeyImages(db, keyImageCacheStudies),
 		Logger:           logger,
+		UI: api.UIConfig{
+			ViewerURL:     c.ViewerURL,
+			Demonstration: c.Pipeline.Models == "",
+			Models:        []string{modelsName(c.Pipeline.Models)},
+		},
 	})
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -321,3 +330,8 @@ func serve(ctx context.Context, c *serveConfig, logw io.Writer, ready chan<- net
 	}
 	return err
 }
+
+// keyImageCacheStudies is how many studies' assembled series and masks
+// the key-image renderer keeps (about 2 bytes per voxel each: some 300 MB
+// for a 512×512×300 study at most per entry).
+const keyImageCacheStudies = 4

@@ -13,7 +13,8 @@ const (
 	tCSF // subarachnoid space, sulci, fissure, ventricles
 	tGrey
 	tWhite
-	tDeep // thalami
+	tDeep  // thalami
+	tDural // dural venous sinuses and the falx: blood-dense, not a lesion
 )
 
 // head is the implicit model of one seed's head, in a head frame: LPS
@@ -34,6 +35,15 @@ type head struct {
 	vent     float64    // ventricle scale
 	ventOff  [3]float64 // ventricle system centre
 	ventWave wave
+	// Dural venous sinuses and falx (normal anatomy as dense as a bleed,
+	// along the inner skull: what a model must not call a subdural).
+	sinusHU  float64 // venous blood
+	sssW     float64 // superior sagittal sinus: half-width at the inner table
+	sssD     float64 // and depth below it (a triangle in cross-section)
+	transZ   float64 // transverse sinuses: height in the head frame
+	transW   float64 // half-height of their band
+	transD   float64 // depth below the inner table
+	falxHU   float64
 	lesions  []*lesion
 	maxR     float64
 	zRange   [2]float64 // the grid's LPS z extent
@@ -95,7 +105,38 @@ func newHead(rng *rand.Rand, p *Phantom) *head {
 	h.vent = uniform(rng, 0.75, 1.4)
 	h.ventOff = [3]float64{uniform(rng, -1, 1), uniform(rng, -3, 3), uniform(rng, 8, 14)}
 	h.ventWave = newWave(rng, 3, 0.05, 0.12, 0.08)
+	// The dural structures draw from a generator of their own, so that
+	// every other draw (and so each seed's anatomy and lesions) stays
+	// what it was before they were added.
+	dr := rand.New(rand.NewPCG(p.Seed, 0x64757261))
+	h.sinusHU = uniform(dr, 42, 62)
+	h.sssW = uniform(dr, 4, 6)
+	h.sssD = uniform(dr, 6, 9)
+	h.transZ = uniform(dr, -32, -20)
+	h.transW = uniform(dr, 2.5, 4)
+	h.transD = uniform(dr, 4, 6.5)
+	h.falxHU = uniform(dr, 35, 60)
 	return h
+}
+
+// dural reports whether head-frame q (direction u, depth brain below the
+// inner table) is in a dural venous sinus: the superior sagittal sinus,
+// a triangle under the inner table along the midline from the frontal
+// bone over the vertex to the occiput, widening backwards; the
+// transverse sinuses, a band along the inner occipital bone at the
+// tentorium's height from the torcula out to the sides.
+func (h *head) dural(q, u [3]float64, brain float64) bool {
+	if brain < 0 {
+		return false
+	}
+	mx := h.ventOff[0]
+	if brain < h.sssD && (u[2] > -0.1 || (u[1] > 0.3 && q[2] > h.transZ)) {
+		w := h.sssW * (1 + 0.35*max(u[1], 0)) * (1 - brain/h.sssD)
+		if math.Abs(q[0]-mx) < w {
+			return true
+		}
+	}
+	return u[1] > 0.2 && brain < h.transD && math.Abs(q[2]-h.transZ-4*math.Abs(u[0])) < h.transW*(1-0.5*brain/h.transD)
 }
 
 // frame returns the head-frame position of an LPS point.
@@ -184,10 +225,15 @@ func (h *head) tissue(q [3]float64) (class int, hu, brain float64, u [3]float64)
 		// Dense outer and inner tables, lighter diploe.
 		t := 2*(skin-scalpT)/skullT - 1
 		return tBone, h.boneHU * (850 + 600*t*t), brain, u
+	case h.dural(q, u, brain):
+		return tDural, h.sinusHU, brain, u
 	case brain < h.csfT:
 		return tCSF, huCSF, brain, u
 	}
-	if math.Abs(q[0]-h.ventOff[0]) < 1.1 && q[2] > -15 {
+	if d := math.Abs(q[0] - h.ventOff[0]); d < 1.1 && q[2] > -15 {
+		if d < 0.5 {
+			return tDural, h.falxHU, brain, u // the falx, in the fissure
+		}
 		return tCSF, huCSF, brain, u // interhemispheric fissure
 	}
 	if h.ventricle(q) {

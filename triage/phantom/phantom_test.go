@@ -179,8 +179,8 @@ func TestTissueHU(t *testing.T) {
 			}
 		}
 	})
-	var n [tDeep + 1]int
-	var sum, sq [tDeep + 1]float64
+	var n [tDural + 1]int
+	var sum, sq [tDural + 1]float64
 	for d := range D {
 		for h := 2; h < H-2; h++ {
 			for w := 2; w < W-2; w++ {
@@ -216,6 +216,7 @@ func TestTissueHU(t *testing.T) {
 		tGrey:  {"grey matter", 33, 42, 0},
 		tWhite: {"white matter", 25, 31, 0},
 		tDeep:  {"thalamus", 30, 40, 0},
+		tDural: {"dural sinus", 42, 62, 0},
 	} {
 		if n[c] < 50 {
 			t.Errorf("%s: %d voxels away from edges", want.name, n[c])
