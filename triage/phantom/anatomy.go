@@ -37,17 +37,17 @@ type head struct {
 	ventWave wave
 	// Dural venous sinuses and falx (normal anatomy as dense as a bleed,
 	// along the inner skull: what a model must not call a subdural).
-	sinusHU  float64 // venous blood
-	sssW     float64 // superior sagittal sinus: half-width at the inner table
-	sssD     float64 // and depth below it (a triangle in cross-section)
-	transZ   float64 // transverse sinuses: height in the head frame
-	transW   float64 // half-height of their band
-	transD   float64 // depth below the inner table
-	falxHU   float64
-	lesions  []*lesion
-	maxR     float64
-	zRange   [2]float64 // the grid's LPS z extent
-	grid     [2][3]float64
+	sinusHU float64 // venous blood
+	sssW    float64 // superior sagittal sinus: half-width at the inner table
+	sssD    float64 // and depth below it (a triangle in cross-section)
+	transZ  float64 // transverse sinuses: height in the head frame
+	transW  float64 // half-height of their band
+	transD  float64 // depth below the inner table
+	falxHU  float64
+	lesions []*lesion
+	maxR    float64
+	zRange  [2]float64 // the grid's LPS z extent
+	grid    [2][3]float64
 }
 
 type lesion struct {
