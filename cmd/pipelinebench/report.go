@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/radtriage/radtriage/internal/benchstat"
 )
 
 // report is everything the Markdown report shows.
@@ -61,7 +63,7 @@ func p(ds []time.Duration, q float64) time.Duration {
 	if len(k) == 0 {
 		return unknown
 	}
-	return percentile(k, q)
+	return benchstat.Percentile(k, q)
 }
 
 // column collects one value of every sample (f may return unknown).

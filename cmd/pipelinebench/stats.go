@@ -4,24 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// percentile returns the q-quantile (0 < q <= 1) of the samples by the
-// nearest-rank method: the smallest sample with at least q of all samples
-// at or below it (with 8 samples, p95 is the largest). 0 for none.
-func percentile(samples []time.Duration, q float64) time.Duration {
-	if len(samples) == 0 {
-		return 0
-	}
-	sorted := slices.Clone(samples)
-	slices.Sort(sorted)
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
 
 // unknown marks a duration that was not measured.
 const unknown = time.Duration(math.MinInt64)

@@ -18,34 +18,6 @@ func ms(v ...int) []time.Duration {
 	return out
 }
 
-func TestPercentile(t *testing.T) {
-	tests := []struct {
-		name    string
-		samples []time.Duration
-		q       float64
-		want    time.Duration
-	}{
-		{"none", nil, 0.5, 0},
-		{"one", ms(7), 0.95, 7 * time.Millisecond},
-		{"median of 4 is the 2nd", ms(4, 1, 3, 2), 0.5, 2 * time.Millisecond},
-		{"p95 of 10 is the largest", ms(10, 1, 9, 2, 8, 3, 7, 4, 6, 5), 0.95, 10 * time.Millisecond},
-		{"p95 of 20 is the 19th", ms(20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1), 0.95, 19 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := append([]time.Duration(nil), tt.samples...)
-			if got := percentile(tt.samples, tt.q); got != tt.want {
-				t.Errorf("percentile(%v, %v) = %v, want %v", tt.samples, tt.q, got, tt.want)
-			}
-			for i := range in {
-				if in[i] != tt.samples[i] {
-					t.Fatalf("percentile reordered its input")
-				}
-			}
-		})
-	}
-}
-
 func TestClockOffset(t *testing.T) {
 	before := time.UnixMilli(1_700_000_000_000)
 	after := before.Add(4 * time.Millisecond)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/radtriage/radtriage/internal/benchstat"
 )
 
 // measure is one row of the report: samples of one quantity, with a
@@ -24,7 +26,7 @@ func (m measure) verdict() string {
 		return "error"
 	case m.target == 0:
 		return "-"
-	case percentile(m.samples, 0.95) < m.target:
+	case benchstat.Percentile(m.samples, 0.95) < m.target:
 		return "pass"
 	}
 	return "FAIL"
@@ -78,7 +80,7 @@ func (r *report) write(w io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s |\n", m.name, m.how, target, len(m.samples),
-			millis(percentile(m.samples, 0.5)), millis(percentile(m.samples, 0.95)), millis(percentile(m.samples, 1)), m.verdict())
+			millis(benchstat.Percentile(m.samples, 0.5)), millis(benchstat.Percentile(m.samples, 0.95)), millis(benchstat.Percentile(m.samples, 1)), m.verdict())
 	}
 	b.WriteString("\n")
 	if r.clockErr > 0 {

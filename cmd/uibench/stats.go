@@ -3,22 +3,8 @@ package main
 import (
 	"fmt"
 	"math"
-	"slices"
 	"time"
 )
-
-// percentile returns the q-quantile (0 < q <= 1) of the samples by the
-// nearest-rank method: the smallest sample with at least q of all samples
-// at or below it (with 10 samples, p95 is the largest). 0 for none.
-func percentile(samples []time.Duration, q float64) time.Duration {
-	if len(samples) == 0 {
-		return 0
-	}
-	sorted := slices.Clone(samples)
-	slices.Sort(sorted)
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
 
 // millis renders d in milliseconds with one decimal.
 func millis(d time.Duration) string {

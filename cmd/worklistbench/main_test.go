@@ -9,7 +9,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,41 +105,6 @@ func TestParseBenchCSV(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
-	}
-}
-
-// TestPercentile checks the nearest-rank percentile against its
-// definition: the smallest sample with at least q of all samples at or
-// below it.
-func TestPercentile(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int{1, 2, 3, 10, 99, 100, 101, 1000} {
-		s := make([]time.Duration, n)
-		for i := range s {
-			s[i] = time.Duration(r.IntN(50))
-		}
-		slices.Sort(s)
-		for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 1} {
-			var want time.Duration
-			for _, v := range s {
-				atOrBelow := 0
-				for _, u := range s {
-					if u <= v {
-						atOrBelow++
-					}
-				}
-				if float64(atOrBelow) >= q*float64(n) {
-					want = v
-					break
-				}
-			}
-			if got := percentile(s, q); got != want {
-				t.Errorf("n=%d q=%v: got %v, want %v", n, q, got, want)
-			}
-		}
-	}
-	if got := percentile(nil, 0.5); got != 0 {
-		t.Errorf("empty: got %v, want 0", got)
 	}
 }
 

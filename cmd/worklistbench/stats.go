@@ -1,9 +1,10 @@
 package main
 
 import (
-	"math"
 	"slices"
 	"time"
+
+	"github.com/radtriage/radtriage/internal/benchstat"
 )
 
 // opStats collects one goroutine's measurements of one operation: every
@@ -75,22 +76,11 @@ func (s *opStats) summarize(name string, clients int, elapsed time.Duration) sum
 		r.opsPerS = float64(len(s.lat)) / elapsed.Seconds()
 	}
 	if len(s.lat) > 0 {
-		r.p50 = ms(percentile(s.lat, 0.50))
-		r.p99 = ms(percentile(s.lat, 0.99))
+		r.p50 = ms(benchstat.PercentileSorted(s.lat, 0.50))
+		r.p99 = ms(benchstat.PercentileSorted(s.lat, 0.99))
 		r.rtMean = float64(s.rt) / float64(len(s.lat))
 	}
 	return r
-}
-
-// percentile returns the q-quantile (0 < q <= 1) of sorted by the
-// nearest-rank method: the smallest sample with at least q of all samples
-// at or below it.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
