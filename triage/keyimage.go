@@ -234,7 +234,7 @@ func (e *keyEntry) load(ctx context.Context, src KeyImageSource, sr StoredResult
 	if err != nil {
 		return fmt.Errorf("triage: key image of study %s: %w", e.study, err)
 	}
-	col, err := volume.LoadDir(fsys, volume.LoadOptions{})
+	all, _, err := studySeries(fsys, e.study)
 	if err != nil {
 		return fmt.Errorf("triage: key image of study %s: reading its files: %w", e.study, err)
 	}
@@ -242,8 +242,8 @@ func (e *keyEntry) load(ctx context.Context, src KeyImageSource, sr StoredResult
 		return err
 	}
 	var ser *volume.Series
-	for _, s := range col.Series {
-		if s.UID == series && s.StudyUID == e.study {
+	for _, s := range all {
+		if s.UID == series {
 			ser = s
 		}
 	}

@@ -76,9 +76,22 @@ func (e *Ensemble) RunStudy(ctx context.Context, studyUID string, series []*volu
 // out). It is what a triage worker runs on a stored study.
 func (e *Ensemble) RunFS(ctx context.Context, fsys fs.FS, studyUID string) (*StudyRun, error) {
 	start := time.Now()
-	col, err := volume.LoadDir(fsys, volume.LoadOptions{})
+	series, skipped, err := studySeries(fsys, studyUID)
 	if err != nil {
 		return nil, fmt.Errorf("reading study %s: %w", studyUID, err)
+	}
+	if len(series) == 0 {
+		return nil, fmt.Errorf("%w: study %s has no DICOM image series (%d files skipped)", ErrNoSeries, studyUID, skipped)
+	}
+	return e.RunStudy(ctx, studyUID, series, float64(time.Since(start).Microseconds())/1000)
+}
+
+// studySeries reads the DICOM files of fsys (volume.LoadDir) and returns
+// the image series of study studyUID, and how many files were skipped.
+func studySeries(fsys fs.FS, studyUID string) ([]*volume.Series, int, error) {
+	col, err := volume.LoadDir(fsys, volume.LoadOptions{})
+	if err != nil {
+		return nil, 0, err
 	}
 	var series []*volume.Series
 	for _, s := range col.Series {
@@ -86,8 +99,5 @@ func (e *Ensemble) RunFS(ctx context.Context, fsys fs.FS, studyUID string) (*Stu
 			series = append(series, s)
 		}
 	}
-	if len(series) == 0 {
-		return nil, fmt.Errorf("%w: study %s has no DICOM image series (%d files skipped)", ErrNoSeries, studyUID, len(col.Skipped))
-	}
-	return e.RunStudy(ctx, studyUID, series, float64(time.Since(start).Microseconds())/1000)
+	return series, len(col.Skipped), nil
 }
