@@ -164,8 +164,12 @@ func checkUID(what, uid string) error {
 // blobRel is the path of an instance's blob relative to the data directory.
 // The UIDs must have passed checkUID.
 func blobRel(study, series, sop string) string {
-	return filepath.Join("blobs", study, series, sop+".dcm")
+	return filepath.Join(studyBlobs(study), series, sop+".dcm")
 }
+
+// studyBlobs is the folder of a study's blobs, relative to the data
+// directory: blobs/{study}.
+func studyBlobs(study string) string { return filepath.Join("blobs", study) }
 
 func conflictRel(sop, sum string) string {
 	return filepath.Join("conflicts", sop, sum+".dcm")

@@ -449,7 +449,7 @@ func (db *DB) StudyFS(ctx context.Context, studyUID string) (fs.FS, error) {
 		return nil, wrapDBErr(ctx, fmt.Errorf("store: study files of %s: %w", studyUID, err))
 	}
 	sfs := &studyFS{files: map[string]bool{}, dirs: map[string]bool{".": true}}
-	prefix := "blobs/" + studyUID + "/"
+	prefix := filepath.ToSlash(studyBlobs(studyUID)) + "/"
 	for rows.Next() {
 		var p string
 		if err := rows.Scan(&p); err != nil {
@@ -472,7 +472,7 @@ func (db *DB) StudyFS(ctx context.Context, studyUID string) (fs.FS, error) {
 	if len(sfs.files) == 0 {
 		return nil, fmt.Errorf("store: study files of %s: %w", studyUID, ErrNotFound)
 	}
-	sfs.root = os.DirFS(db.abs(filepath.Join("blobs", studyUID)))
+	sfs.root = os.DirFS(db.abs(studyBlobs(studyUID)))
 	return sfs, nil
 }
 

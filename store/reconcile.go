@@ -55,7 +55,7 @@ func (db *DB) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		if !st.IsDir() {
 			continue
 		}
-		series, err := os.ReadDir(db.abs(filepath.Join("blobs", st.Name())))
+		series, err := os.ReadDir(db.abs(studyBlobs(st.Name())))
 		if err != nil {
 			return rep, fmt.Errorf("store: reconcile: %w", err)
 		}
@@ -129,7 +129,7 @@ func (db *DB) seriesIndex(ctx context.Context, series string) (map[string]string
 }
 
 func (db *DB) reconcileSeries(ctx context.Context, study, series string, rep *ReconcileReport) error {
-	dir := filepath.Join("blobs", study, series)
+	dir := filepath.Join(studyBlobs(study), series)
 	files, err := os.ReadDir(db.abs(dir))
 	if err != nil {
 		return fmt.Errorf("store: reconcile: %w", err)
