@@ -343,11 +343,7 @@ func countWorklist(ctx context.Context, wl *worklist.Worklist) (map[worklist.Tie
 		}
 		for i := range items {
 			tiers[items[i].Tier]++
-			s := items[i].AI
-			if s == "" {
-				s = worklist.AIPending
-			}
-			ai[s]++
+			ai[items[i].AI]++ // never "": an item without one reads as pending
 		}
 		if next == "" {
 			break
