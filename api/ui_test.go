@@ -257,19 +257,19 @@ func TestUIAssetsResolve(t *testing.T) {
 	if len(used) < 5 {
 		t.Errorf("followed only %v from the page", used)
 	}
-	// The preloaded first page must be the one api.js fetches, or the
-	// browser fetches it twice.
+	// The preloaded list must be the one api.js fetches, or the browser
+	// fetches it twice.
 	apiJS, err := fs.ReadFile(webFiles, "web/api.js")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for ref := range apiRefs {
-		if ref != "/api/v1/worklist?limit=500" || !strings.Contains(string(apiJS), "export const pageLimit = 500;") {
-			t.Errorf("the page references %s: want only /api/v1/worklist?limit=500, the first page api.js fetches (pageLimit)", ref)
+		if ref != "/api/v1/worklist?format=ndjson" || !strings.Contains(string(apiJS), "export const listPath = '/worklist?format=ndjson';") {
+			t.Errorf("the page references %s: want only /api/v1/worklist?format=ndjson, the streamed list api.js fetches (listPath)", ref)
 		}
 	}
 	if len(apiRefs) != 1 {
-		t.Errorf("the page preloads %v, want the list's first page", apiRefs)
+		t.Errorf("the page preloads %v, want the streamed list", apiRefs)
 	}
 }
 

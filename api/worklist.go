@@ -21,6 +21,7 @@ import (
 // The worklist API (issue 4), under /api/v1/worklist:
 //
 //	GET    /api/v1/worklist                    ordered items: {"items": [...], "next_cursor": "...", "event_id": "..."}
+//	GET    /api/v1/worklist?format=ndjson      every item in one streamed answer (worklistStream)
 //	GET    /api/v1/worklist/events             Server-Sent Events (worklist_sse.go)
 //	GET    /api/v1/worklist/{study}            one item
 //	POST   /api/v1/worklist/{study}/claim      claim (or renew one's own claim)
@@ -229,7 +230,7 @@ func checkUser(user string) error {
 }
 
 // worklistQuery lists the query parameters GET /api/v1/worklist accepts.
-var worklistQuery = []string{"modality", "body_part", "tier", "status", "limit", "cursor"}
+var worklistQuery = []string{"modality", "body_part", "tier", "status", "limit", "cursor", "format"}
 
 // parseWorklistFilter reads the query of GET /api/v1/worklist. Unknown
 // parameters and repeated ones are refused, so that a misspelt filter
@@ -238,6 +239,9 @@ func parseWorklistFilter(c *gin.Context) (worklist.Filter, error) {
 	var f worklist.Filter
 	q := c.Request.URL.Query()
 	for k, v := range q {
+		if k == "format" {
+			continue // wantNDJSON
+		}
 		known := false
 		for _, n := range worklistQuery {
 			known = known || k == n
@@ -306,9 +310,18 @@ func checkCodeString(v string) error {
 }
 
 func (s *server) worklistList(c *gin.Context) {
+	stream, err := wantNDJSON(c)
+	if err != nil {
+		s.abortWithError(c, err)
+		return
+	}
 	f, err := parseWorklistFilter(c)
 	if err != nil {
 		s.abortWithError(c, err)
+		return
+	}
+	if stream {
+		s.worklistStream(c, f)
 		return
 	}
 	ctx := c.Request.Context()
@@ -335,6 +348,117 @@ func (s *server) worklistList(c *gin.Context) {
 		page.Items = append(page.Items, toWorklistItem(&items[i]))
 	}
 	c.JSON(http.StatusOK, page)
+}
+
+// ndjsonType is the media type of the streamed list (one JSON value per
+// line, https://github.com/ndjson/ndjson-spec).
+const ndjsonType = "application/x-ndjson"
+
+// eventIDHeader carries, on the streamed list, what event_id carries on a
+// page: the newest event of the stream before the list was read.
+const eventIDHeader = "X-Radtriage-Event-Id"
+
+// wantNDJSON tells whether GET /api/v1/worklist is asked for the whole
+// list as one NDJSON stream: format=ndjson in the query (which a
+// <link rel=preload> can ask for), or an Accept header naming
+// application/x-ndjson and not application/json. Any other format is a 400.
+func wantNDJSON(c *gin.Context) (bool, error) {
+	q := c.Request.URL.Query()
+	if q.Has("format") {
+		v := q["format"]
+		if len(v) > 1 {
+			return false, errorf(http.StatusBadRequest, "query parameter \"format\" given %d times; give it once", len(v))
+		}
+		switch v[0] {
+		case "ndjson":
+			return true, nil
+		case "json":
+			return false, nil
+		}
+		return false, errorf(http.StatusBadRequest, "query parameter format=%q: want json (pages, the default) or ndjson (the whole list streamed)", v[0])
+	}
+	accept := c.GetHeader("Accept")
+	return strings.Contains(accept, ndjsonType) && !strings.Contains(accept, "application/json"), nil
+}
+
+// worklistStreamEnd is the last line of a complete streamed list; a
+// stream that ends without it was cut short.
+type worklistStreamEnd struct {
+	End struct {
+		Count   int    `json:"count"`
+		EventID string `json:"event_id"`
+	} `json:"end"`
+}
+
+// worklistStream answers GET /api/v1/worklist?format=ndjson (or Accept:
+// application/x-ndjson): every item matching the filters, in the list's
+// order, one JSON object per line (the items of a page), then the line
+// {"end": {"count": N, "event_id": "..."}}. The newest event ID, read
+// before the items, is also in the X-Radtriage-Event-Id header, so a
+// client can open the event stream from it before the body is read (as
+// with a page's event_id, no change is missed). The items are read with
+// worklist.Scan and written as they come, a flush per batch of 500: the
+// worklist page reads 5,000 studies in one request, instead of ten pages
+// each waiting for the last one's cursor. limit and cursor are refused. An
+// error after the first line ends the stream with {"error": "..."}, never
+// with the end line. Errors before it are the usual JSON answers.
+func (s *server) worklistStream(c *gin.Context, f worklist.Filter) {
+	if f.Limit != 0 || f.Cursor != "" {
+		s.abortWithError(c, errorf(http.StatusBadRequest, "query parameters limit and cursor page the list; the streamed list (format=ndjson) is the whole of it: leave them out"))
+		return
+	}
+	ctx := c.Request.Context()
+	eventID, err := s.cfg.Worklist.LastEventID(ctx)
+	if err != nil {
+		// As worklistList: List's error says whether Redis is unreachable (503).
+		if _, _, lerr := s.cfg.Worklist.List(ctx, worklist.Filter{Limit: 1}); lerr != nil {
+			err = lerr
+		}
+		s.abortWithError(c, err)
+		return
+	}
+	w := c.Writer
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	count := 0
+	started := false
+	err = s.cfg.Worklist.Scan(ctx, f, func(items []worklist.Item) error {
+		if !started {
+			started = true
+			c.Header("Content-Type", ndjsonType)
+			c.Header(eventIDHeader, eventID)
+			c.Header("Cache-Control", "no-store")
+			c.Status(http.StatusOK)
+		}
+		for i := range items {
+			if err := enc.Encode(toWorklistItem(&items[i])); err != nil {
+				return err
+			}
+		}
+		count += len(items)
+		w.Flush()
+		return nil
+	})
+	if err != nil && !started {
+		s.abortWithError(c, err)
+		return
+	}
+	if !started {
+		c.Header("Content-Type", ndjsonType)
+		c.Header(eventIDHeader, eventID)
+		c.Header("Cache-Control", "no-store")
+		c.Status(http.StatusOK)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "worklist stream failed", "items", count, "err", err)
+			_ = enc.Encode(gin.H{"error": "the list could not be read to its end: " + err.Error()})
+		}
+		return
+	}
+	var end worklistStreamEnd
+	end.End.Count, end.End.EventID = count, eventID
+	_ = enc.Encode(end)
 }
 
 func (s *server) worklistGet(c *gin.Context) {

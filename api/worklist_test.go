@@ -220,7 +220,79 @@ func (env *wlEnv) order(t *testing.T, target string) []string {
 	for _, it := range decodePage(t, rec).Items {
 		uids = append(uids, it.StudyUID)
 	}
+	// Without paging, the streamed list (format=ndjson) holds the same
+	// items in the same order.
+	if !strings.Contains(target, "limit=") && !strings.Contains(target, "cursor=") {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		items, eventID := env.stream(t, target+sep+"format=ndjson")
+		var streamed []string
+		for _, it := range items {
+			streamed = append(streamed, it.StudyUID)
+		}
+		checkOrder(t, "streamed "+target, streamed, uids...)
+		if eventID == "" {
+			t.Errorf("streamed %s: no event ID", target)
+		}
+	}
 	return uids
+}
+
+// stream reads GET target as the streamed list: it checks the status,
+// the media type, the header event ID (which the end line repeats) and
+// the end line's count, and returns the items and the event ID.
+func (env *wlEnv) stream(t *testing.T, target string) ([]worklistItem, string) {
+	t.Helper()
+	rec := env.call(t, http.MethodGet, target, "", "")
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != ndjsonType {
+		t.Fatalf("GET %s: status %d, type %q\n%s", target, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	items, end := decodeStream(t, rec.Body.Bytes())
+	if end == nil {
+		t.Fatalf("GET %s: no end line\n%s", target, rec.Body)
+	}
+	if end.End.Count != len(items) || end.End.EventID != rec.Header().Get(eventIDHeader) {
+		t.Fatalf("GET %s: end line %+v for %d items, header event ID %q", target, end.End, len(items), rec.Header().Get(eventIDHeader))
+	}
+	return items, end.End.EventID
+}
+
+// decodeStream splits a streamed list into its items and its end line
+// (nil when missing), failing on anything else (an error line included).
+func decodeStream(t *testing.T, body []byte) ([]worklistItem, *worklistStreamEnd) {
+	t.Helper()
+	var items []worklistItem
+	lines := strings.Split(string(body), "\n")
+	if lines[len(lines)-1] != "" {
+		t.Fatalf("streamed list does not end with a newline: %q", lines[len(lines)-1])
+	}
+	for i, line := range lines[:len(lines)-1] {
+		var probe map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &probe); err != nil {
+			t.Fatalf("line %d: %v: %q", i+1, err, line)
+		}
+		if _, ok := probe["end"]; ok {
+			if i != len(lines)-2 {
+				t.Fatalf("end line %d is not the last of %d", i+1, len(lines)-1)
+			}
+			var end worklistStreamEnd
+			if err := json.Unmarshal([]byte(line), &end); err != nil {
+				t.Fatal(err)
+			}
+			return items, &end
+		}
+		if _, ok := probe["error"]; ok {
+			t.Fatalf("line %d is an error: %s", i+1, line)
+		}
+		var it worklistItem
+		if err := json.Unmarshal([]byte(line), &it); err != nil || it.StudyUID == "" {
+			t.Fatalf("line %d: not an item (%v): %q", i+1, err, line)
+		}
+		items = append(items, it)
+	}
+	return items, nil
 }
 
 func checkOrder(t *testing.T, what string, got []string, want ...string) {
@@ -269,6 +341,7 @@ func TestWorklistRedisDown(t *testing.T) {
 	for _, r := range []struct{ method, target string }{
 		{http.MethodGet, "/readyz"},
 		{http.MethodGet, "/api/v1/worklist"},
+		{http.MethodGet, "/api/v1/worklist?format=ndjson"},
 		{http.MethodGet, "/api/v1/worklist/" + uidHead},
 		{http.MethodPost, "/api/v1/worklist/" + uidHead + "/claim"},
 	} {
@@ -365,6 +438,63 @@ func TestWorklistList(t *testing.T) {
 			{"body_part=" + strings.Repeat("A", 17), "body_part"},
 			{"modalty=CT", "modalty"},
 			{"tier=critical&tier=urgent", "tier"},
+		} {
+			want(t, "GET ?"+c.query, env.call(t, http.MethodGet, "/api/v1/worklist?"+c.query, "", ""), http.StatusBadRequest, c.mention)
+		}
+	})
+}
+
+// TestWorklistStream: the whole list as NDJSON, asked for by format=ndjson
+// or by Accept; items as on a page, then the end line; an empty list is
+// just the end line; paging and unknown formats are refused.
+func TestWorklistStream(t *testing.T) {
+	forEachWorklistBackend(t, func(t *testing.T, env *wlEnv) {
+		items, eventID := env.stream(t, "/api/v1/worklist?format=ndjson")
+		if len(items) != 0 || eventID != "0" {
+			t.Fatalf("empty worklist streamed %d items, event ID %q; want none and \"0\"", len(items), eventID)
+		}
+		env.addStudies(t)
+		rec := env.call(t, http.MethodGet, "/api/v1/worklist", "", "")
+		want(t, "page", rec, http.StatusOK)
+		page := decodePage(t, rec)
+		items, eventID = env.stream(t, "/api/v1/worklist?format=ndjson")
+		if eventID != page.EventID || len(items) != len(page.Items) {
+			t.Fatalf("streamed %d items from event %q; the page has %d from %q", len(items), eventID, len(page.Items), page.EventID)
+		}
+		for i := range items {
+			a, _ := json.Marshal(items[i])
+			b, _ := json.Marshal(page.Items[i])
+			if string(a) != string(b) {
+				t.Fatalf("item %d streamed as\n%s\non the page\n%s", i, a, b)
+			}
+		}
+		// Content negotiation: Accept asks for it as well; format=json
+		// and a browser's Accept keep pages.
+		for _, c := range []struct {
+			accept, query string
+			stream        bool
+		}{
+			{ndjsonType, "", true},
+			{ndjsonType + ", */*;q=0.1", "", true},
+			{ndjsonType, "?format=json", false},
+			{"application/json, " + ndjsonType, "", false},
+			{"*/*", "", false},
+		} {
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/worklist"+c.query, nil)
+			req.Header.Set("Accept", c.accept)
+			rec := httptest.NewRecorder()
+			env.h.ServeHTTP(rec, req)
+			got := rec.Header().Get("Content-Type") == ndjsonType
+			if rec.Code != http.StatusOK || got != c.stream {
+				t.Errorf("Accept %q, query %q: status %d, type %q; want streamed %v", c.accept, c.query, rec.Code, rec.Header().Get("Content-Type"), c.stream)
+			}
+		}
+		for _, c := range []struct{ query, mention string }{
+			{"format=ndjson&limit=10", "limit"},
+			{"format=ndjson&cursor=" + url.QueryEscape(page.NextCursor+"x"), "cursor"},
+			{"format=xml", "format"},
+			{"format=ndjson&format=json", "format"},
+			{"format=ndjson&tier=severe", "tier"},
 		} {
 			want(t, "GET ?"+c.query, env.call(t, http.MethodGet, "/api/v1/worklist?"+c.query, "", ""), http.StatusBadRequest, c.mention)
 		}

@@ -585,6 +585,22 @@ func TestFiltersAndPagination(t *testing.T) {
 					want = append(want, it.StudyUID)
 				}
 			}
+			// Scan: the same items in the same order, in batches of at most MaxLimit.
+			var scanned []string
+			batches := 0
+			if err := w.Scan(ctx, f, func(items []Item) error {
+				if len(items) == 0 || len(items) > MaxLimit {
+					t.Fatalf("%+v: scan batch of %d", f, len(items))
+				}
+				batches++
+				scanned = append(scanned, uids(items)...)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(scanned, want) {
+				t.Fatalf("scan %+v: got %d items %v\nwant %d %v", f, len(scanned), scanned, len(want), want)
+			}
 			for _, limit := range []int{1, 7, 50, 500} {
 				f := f
 				f.Limit = limit
@@ -613,6 +629,23 @@ func TestFiltersAndPagination(t *testing.T) {
 				}
 			}
 		}
+		// Scan refuses paging, stops on fn's error, and lists the done set.
+		if err := w.Scan(ctx, Filter{Limit: 5}, func([]Item) error { return nil }); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("scan with a limit: %v, want ErrInvalid", err)
+		}
+		stop := errors.New("stop")
+		if err := w.Scan(ctx, Filter{}, func([]Item) error { return stop }); err != stop {
+			t.Fatalf("scan whose fn fails: %v, want fn's error", err)
+		}
+		mustItem(t)(w.Complete(ctx, all[0].StudyUID, "ann"))
+		var done []string
+		if err := w.Scan(ctx, Filter{Status: StatusDone}, func(items []Item) error { done = append(done, uids(items)...); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if want := uids(listAll(t, w, Filter{Status: StatusDone, Limit: 500})); !slices.Equal(done, want) || len(done) != 1 {
+			t.Fatalf("scan of the done set: %v, want %v", done, want)
+		}
+		all = all[1:]
 		// A cursor stays valid when its item leaves the queue.
 		items, next, err := w.List(ctx, Filter{Limit: 10})
 		if err != nil {

@@ -702,6 +702,118 @@ func (w *Worklist) List(ctx context.Context, f Filter) ([]Item, string, error) {
 	return items, next, nil
 }
 
+// firstScanBatch is the size of Scan's first batch: a screenful and more.
+const firstScanBatch = 64
+
+// Scan reads every item matching f, in List's order, and calls fn with
+// them a batch (at most MaxLimit items; the first, at most 64) at a time as they are read: for a
+// client that wants the whole list at once (the worklist page's first
+// load), where following List's cursors costs one round trip per page,
+// each waiting for the last. One ZRANGE reads the set's members; their
+// hashes are then read in pipelines of MaxLimit, the next batch while fn
+// handles the current one, and the filters applied to the items as read.
+// f.Limit and f.Cursor must be unset. An item changed during the scan is
+// seen as it is after the change (possibly out of order: the event
+// stream, read from an event ID taken before the scan, puts it right);
+// one completed during it is left out of a queue scan. An error from fn
+// stops the scan and is returned.
+func (w *Worklist) Scan(ctx context.Context, f Filter, fn func([]Item) error) error {
+	// The first batch is small, so the top of the list (what a screen
+	// shows) goes out at once; the rest in batches of MaxLimit.
+	if f.Limit != 0 || f.Cursor != "" {
+		return fmt.Errorf("%w: scan takes no limit or cursor", ErrInvalid)
+	}
+	if f.Tier != "" && !f.Tier.Valid() {
+		return fmt.Errorf("%w: unknown tier %q", ErrInvalid, f.Tier)
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		return fmt.Errorf("%w: unknown status %q (want open, claimed or done)", ErrInvalid, f.Status)
+	}
+	set := w.queue
+	if f.Status == StatusDone {
+		set = w.done
+	}
+	members, err := w.c.ZRange(ctx, set, 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("worklist: scan: %w", redisErr(err))
+	}
+	mod := strings.ToUpper(strings.TrimSpace(f.Modality))
+	body := strings.ToUpper(strings.TrimSpace(f.BodyPart))
+	keep := func(it *Item) bool {
+		switch {
+		case (f.Status == StatusDone) != (it.Status == StatusDone):
+			return false // completed (or reopened) during the scan
+		case f.Status != "" && it.Status != f.Status,
+			f.Tier != "" && it.Tier != f.Tier,
+			mod != "" && it.Modality != mod,
+			body != "" && it.BodyPart != body:
+			return false
+		}
+		return true
+	}
+	type batch struct {
+		items []Item
+		err   error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		size := firstScanBatch
+		for len(members) > 0 {
+			n := min(len(members), size)
+			size = MaxLimit
+			pipe := w.c.Pipeline()
+			cmds := make([]*redis.MapStringStringCmd, n)
+			for i, m := range members[:n] {
+				cmds[i] = pipe.HGetAll(ctx, w.item+m)
+			}
+			members = members[n:]
+			var b batch
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.err = fmt.Errorf("worklist: scan: %w", redisErr(err))
+			} else {
+				b.items = make([]Item, 0, n)
+				for _, c := range cmds {
+					m := c.Val()
+					if len(m) == 0 {
+						continue // removed (past retention) during the scan
+					}
+					it, err := w.itemFromMap(m)
+					if err != nil {
+						b.err = fmt.Errorf("worklist: scan: %w", redisErr(err))
+						break
+					}
+					if keep(it) {
+						b.items = append(b.items, *it)
+					}
+				}
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	for b := range batches {
+		if b.err != nil {
+			return b.err
+		}
+		if len(b.items) == 0 {
+			continue
+		}
+		if err := fn(b.items); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
 // ExpireLeases returns every claim whose lease has lapsed (at Config.Now) to
 // open, one "expired" event each, and deletes completed items older than
 // Config.DoneRetention. It returns how many claims it expired. Run it

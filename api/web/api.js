@@ -44,37 +44,60 @@ export function fetchConfig() {
 }
 
 /**
- * pageLimit is the most items one list request asks for (the API's
- * maximum). index.html preloads the first page, /api/v1/worklist?limit=500,
- * which fetchWorklist then reads: keep the two URLs the same
- * (api/ui_test.go checks).
+ * listPath is the whole queue as one NDJSON stream (GET
+ * /api/v1/worklist?format=ndjson: one item per line in the API's order,
+ * then {"end": {...}}). index.html preloads /api/v1/worklist?format=ndjson,
+ * which fetchWorklist then reads: keep the two URLs the same (api/ui_test.go
+ * checks).
  */
-export const pageLimit = 500;
+export const listPath = '/worklist?format=ndjson';
 
 /**
  * fetchWorklist reads the whole queue (open and claimed studies, in the
- * API's order), following next_cursor page by page. Each page's request
- * goes out before onPage(items, page, first) is called with the previous
- * one, so that rendering a page overlaps fetching the next; page is the
- * answer (event_id: where the event stream picks up), first true for the
- * first page.
+ * API's order) from the streamed list, calling onBatch(items, page,
+ * first) with the items of each chunk as it arrives (page.event_id: where
+ * the event stream picks up, from the X-Radtriage-Event-Id header; first
+ * true for the first call), so that the first screenful can be shown and
+ * the event stream opened while the rest is still on its way. A chunk's
+ * complete lines are parsed in one JSON.parse (as an array). It resolves
+ * to every item once the end line is in; a stream cut short, or ending
+ * with the server's {"error": ...} line, throws.
  */
-export async function fetchWorklist(onPage, signal) {
+export async function fetchWorklist(onBatch, signal) {
+  const resp = await fetch(base + listPath, { cache: 'no-store', signal });
+  if (!resp.ok) await readJSON(resp); // throws the server's error
+  if (!resp.body) throw new APIError(resp.status, 'the list came without a body');
+  const page = { event_id: resp.headers.get('X-Radtriage-Event-Id') || '' };
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
   const items = [];
-  const pageAt = (cursor) => getJSON('/worklist?limit=' + pageLimit + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''), signal);
-  let next = pageAt('');
+  let text = '';
+  let end = null;
   let first = true;
-  while (next) {
-    const page = await next;
-    const cursor = page ? page.next_cursor : '';
-    next = cursor ? pageAt(cursor) : null;
-    // A failed prefetch is reported by the await above on the next turn.
-    if (next) next.catch(() => {});
-    const got = page && Array.isArray(page.items) ? page.items : [];
-    for (const it of got) items.push(it);
-    if (onPage) onPage(got, page || {}, first);
-    first = false;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) text += decoder.decode(value, { stream: true });
+    if (done) text += decoder.decode();
+    const cut = done ? text.length : text.lastIndexOf('\n');
+    if (cut > 0) {
+      const lines = text.slice(0, cut).trim();
+      text = text.slice(cut + 1);
+      // JSON strings hold no raw newline: joining the lines with commas
+      // makes one array of them.
+      const batch = lines ? JSON.parse('[' + lines.replace(/\n/g, ',') + ']') : [];
+      const last = batch.length ? batch[batch.length - 1] : null;
+      if (last && last.error !== undefined) throw new APIError(resp.status, String(last.error));
+      if (last && last.end) end = batch.pop().end;
+      for (const it of batch) items.push(it);
+      if (batch.length || first) {
+        if (onBatch) onBatch(batch, page, first);
+        first = false;
+      }
+    }
+    if (done) break;
   }
+  if (!end) throw new APIError(resp.status, 'the list was cut short (its end line never came)');
+  if (end.count !== items.length) throw new APIError(resp.status, 'the list said ' + end.count + ' items and sent ' + items.length);
   return items;
 }
 

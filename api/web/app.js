@@ -1,22 +1,22 @@
 // The radiologist's worklist page. Plain ES modules, no build step: the Go
 // binary embeds this folder and serves it under /ui/ (api/ui.go).
 //
-// Data flow: the whole queue is read page by page from /api/v1/worklist
-// (in the API's order: due time, then study UID), each page's rows built
-// while the next page is fetched (reload); the event stream
-// (/api/v1/worklist/events) then patches one row per event, moving that
-// row to its place. The list's first page carries the stream's newest
-// event ID (event_id), read before the page: the stream opens from there
-// (?last_event_id=) as soon as that page is in, in parallel with the rest
-// of the list, and its events queue up until the list is complete, so
-// nothing between the list and the stream is lost and nothing waits for
-// the stream to open.
+// Data flow: the whole queue is read in one streamed request,
+// /api/v1/worklist?format=ndjson (in the API's order: due time, then
+// study UID; reload). Its X-Radtriage-Event-Id header is the stream's
+// newest event ID, read before the list: the event stream
+// (/api/v1/worklist/events?last_event_id=) opens from there as soon as the
+// answer starts, in parallel with the rest of the list, and its events
+// queue up until the list is complete, so nothing between the list and the
+// stream is lost and nothing waits for the stream to open. Each event then
+// patches one item, moving it to its place. The table is windowed: only
+// the rows on screen (and a few either side) exist (see "rows" below).
 
 import * as api from './api.js';
 import { LiveStream } from './live.js';
 import { Panel } from './panel.js';
 import { setupAlerts } from './alerts.js';
-import { cellTitle, dueMS, fillRow, newRow, tickRows } from './rows.js';
+import { cellTitle, dueMS, fillRow, newRow, setDue, tickRows } from './rows.js';
 import { personName, percent, staticReason, localInputValue } from './util.js';
 
 const userKey = 'radtriage.user';
@@ -47,7 +47,11 @@ const state = {
   config: { viewer_url: '', demonstration: true, models: [] },
   items: [], // the queue in API order
   byUID: new Map(), // study UID -> item
-  rows: new Map(), // study UID -> <tr>, for rendered (filter-matching) items
+  view: [], // the items the filters show, in order
+  rows: new Map(), // study UID -> <tr>, for the rendered window of the view
+  window: { first: 0, last: 0 }, // the view's rendered rows: [first, last)
+  rowH: 46, // px, as the CSS fixes it (measured on the first rows)
+  rowHMeasured: false,
   selected: '',
   tabStop: null, // the row in the Tab order (tabindex 0)
   loading: false,
@@ -67,24 +71,6 @@ function compare(a, b) {
   const d = dueMS(a) - dueMS(b);
   if (d !== 0) return d;
   return a.study_uid < b.study_uid ? -1 : a.study_uid > b.study_uid ? 1 : 0;
-}
-
-/** searchIndex is the index where it belongs in state.items (binary search). */
-function searchIndex(it) {
-  let lo = 0;
-  let hi = state.items.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compare(state.items[mid], it) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function indexOfItem(it) {
-  const i = searchIndex(it);
-  if (i < state.items.length && state.items[i].study_uid === it.study_uid) return i;
-  return state.items.findIndex((x) => x.study_uid === it.study_uid);
 }
 
 // ---- filters ----
@@ -132,17 +118,50 @@ function addModalityOption(m) {
 }
 
 // ---- rows ----
+//
+// The list is windowed: the table holds rows only for the studies on
+// screen and a few above and below it (overscan), and the body's top and
+// bottom padding stand for the others, at a fixed row height, so the
+// scroll bar and the scroll position are those of the whole list. State
+// is in the items (state.items, and state.view: those the filters show);
+// renderWindow makes the rows match it, reusing the row of each study that
+// stays in the window. 5,000 studies then cost 5,000 objects and about
+// fifty rows, not 60,000 elements to build, style and lay out. The table
+// says how many rows it stands for (aria-rowcount) and each row where it
+// is (aria-rowindex), as the ARIA practices for a windowed table ask.
 
-/** rowsFor builds the rows of items that match f, in one fragment, registering them in state.rows. */
-function rowsFor(items, f, now) {
-  const frag = document.createDocumentFragment();
-  for (const it of items) {
-    if (!matches(it, f)) continue;
-    const tr = newRow(it, now);
-    state.rows.set(it.study_uid, tr);
-    frag.append(tr);
+/** overscan is how many rows are rendered above and below the screen. */
+const overscan = 12;
+
+/** searchIn is the index where it belongs in the ordered list (binary search). */
+function searchIn(list, it) {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compare(list[mid], it) < 0) lo = mid + 1;
+    else hi = mid;
   }
-  return frag;
+  return lo;
+}
+
+/** indexIn is the index of it (by study UID) in the ordered list, -1 when absent. */
+function indexIn(list, it) {
+  const i = searchIn(list, it);
+  if (i < list.length && list[i].study_uid === it.study_uid) return i;
+  return list.findIndex((x) => x.study_uid === it.study_uid);
+}
+
+/** viewIndex is the index of the study uid in state.view, -1 when not shown. */
+function viewIndex(uid) {
+  const it = state.byUID.get(uid);
+  return it ? indexIn(state.view, it) : -1;
+}
+
+/** rebuildView recomputes state.view from state.items and the filters. */
+function rebuildView() {
+  const f = filters();
+  state.view = state.items.filter((it) => matches(it, f));
 }
 
 function updateCounts() {
@@ -155,19 +174,112 @@ function updateCounts() {
 }
 
 function updateShown() {
-  const shown = state.rows.size;
+  const shown = state.view.length;
   const total = state.items.length;
   el.shown.textContent = shown === total ? total + ' studies' : shown + ' of ' + total + ' studies';
   el.empty.hidden = shown !== 0 || state.loading;
 }
 
-/** renderAll rebuilds the table body in one pass (one fragment of new rows). */
-function renderAll() {
-  if (!state.rendered && state.loading) return; // the first load renders as it goes
-  state.rows.clear();
-  state.tabStop = null;
-  el.tbody.replaceChildren(rowsFor(state.items, filters(), Date.now()));
+/**
+ * renderWindow makes the table's rows those of the studies of state.view
+ * on screen, plus overscan rows either side: it keeps the row of a study
+ * that stays (moving it only when its place changed, and keeping its
+ * focus), builds the others, drops those that left, and sets the body's
+ * padding to the height of the rows it stands for.
+ */
+function renderWindow(now = Date.now()) {
+  const view = state.view;
+  const n = view.length;
+  const h = state.rowH;
+  const top = el.tbody.getBoundingClientRect().top; // the first row's place (the padding is part of the box)
+  let first = Math.max(0, Math.floor(-top / h) - overscan);
+  let last = Math.min(n, Math.ceil((window.innerHeight - top) / h) + overscan);
+  if (first >= last) {
+    // Scrolled past the end (the list just shrank): the last screenful.
+    last = n;
+    first = Math.max(0, n - Math.ceil(window.innerHeight / h) - overscan);
+  }
+  const rows = new Map();
+  const want = [];
+  for (let i = first; i < last; i++) {
+    const it = view[i];
+    let tr = state.rows.get(it.study_uid);
+    if (!tr) tr = newRow(it, now);
+    else if (now >= tr._next) setDue(tr, it, now);
+    const ri = String(i + 2); // the header row is 1
+    if (tr._rowIndex !== ri) {
+      tr._rowIndex = ri;
+      tr.setAttribute('aria-rowindex', ri);
+    }
+    rows.set(it.study_uid, tr);
+    want.push(tr);
+  }
+  const focused = document.activeElement;
+  for (const [uid, tr] of state.rows) {
+    if (rows.get(uid) === tr) continue;
+    tr.remove();
+    if (state.tabStop === tr) state.tabStop = null;
+  }
+  state.rows = rows;
+  let cur = el.tbody.firstElementChild;
+  for (const tr of want) {
+    if (tr === cur) {
+      cur = cur.nextElementSibling;
+      continue;
+    }
+    el.tbody.insertBefore(tr, cur);
+    if (tr === focused) tr.focus({ preventScroll: true }); // a move loses the focus
+  }
+  while (cur) {
+    // Not a row of ours (none should be): never leave one behind.
+    const next = cur.nextElementSibling;
+    cur.remove();
+    cur = next;
+  }
+  el.tbody.style.paddingTop = first * h + 'px';
+  el.tbody.style.paddingBottom = (n - last) * h + 'px';
+  const count = String(n + 1);
+  if (el.table.getAttribute('aria-rowcount') !== count) el.table.setAttribute('aria-rowcount', count);
+  state.window = { first, last };
+  if (!state.rowHMeasured && want.length) {
+    // The CSS fixes the height; measure it once (zoom, fonts) and redo.
+    state.rowHMeasured = true;
+    const measured = want[0].getBoundingClientRect().height;
+    if (measured > 0 && Math.abs(measured - h) > 0.1) {
+      state.rowH = measured;
+      renderWindow(now);
+      return;
+    }
+  }
   applySelection(false);
+}
+
+let windowQueued = false;
+
+/** queueWindow renders the window in the next frame (scrolling, resizing). */
+function queueWindow() {
+  if (windowQueued) return;
+  windowQueued = true;
+  requestAnimationFrame(() => {
+    windowQueued = false;
+    renderWindow();
+  });
+}
+
+/** scrollToIndex scrolls the page just enough for row i of the view to be on screen, clear of the sticky header. */
+function scrollToIndex(i) {
+  const h = state.rowH;
+  const rowTop = el.tbody.getBoundingClientRect().top + i * h; // in the viewport
+  const head = el.table.tHead ? el.table.tHead.getBoundingClientRect().height : 0;
+  if (rowTop < head) window.scrollBy(0, rowTop - head);
+  else if (rowTop + h > window.innerHeight) window.scrollBy(0, rowTop + h - window.innerHeight);
+}
+
+/** renderAll shows the list anew under the current filters. */
+function renderAll() {
+  if (!state.rendered && state.loading) return; // the first load renders when it has a screenful
+  rebuildView();
+  renderWindow();
   updateCounts();
   updateShown();
 }
@@ -185,81 +297,66 @@ function flash(tr) {
   tr._movedTimer = setTimeout(() => tr.classList.remove('moved', 'again'), movedMS);
 }
 
-/** upsert puts an item in place (list and row), flashing its row. */
+/**
+ * dropFromView takes the study uid out of state.view; when it was the
+ * selected one, the selection goes to the study that took its place (or
+ * the one before, at the end), keeping the focus on the list.
+ */
+function dropFromView(uid) {
+  const i = viewIndex(uid);
+  if (i < 0) return;
+  state.view.splice(i, 1);
+  if (uid !== state.selected) return;
+  const tr = state.rows.get(uid);
+  const hadFocus = !!tr && document.activeElement === tr;
+  state.selected = '';
+  const next = state.view[Math.min(i, state.view.length - 1)];
+  if (next) {
+    renderWindow();
+    select(next.study_uid, { focus: hadFocus, scroll: false, follow: false });
+  }
+}
+
+/** upsert puts an item in place (list, view and window), flashing its row. */
 function upsert(it, { highlight = true } = {}) {
   const uid = it.study_uid;
   const old = state.byUID.get(uid);
+  if (old && old.updated_at && it.updated_at && Date.parse(it.updated_at) < Date.parse(old.updated_at)) return; // stale
+  const shown = matches(it, filters());
   if (old) {
-    if (old.updated_at && it.updated_at && Date.parse(it.updated_at) < Date.parse(old.updated_at)) return; // stale
-    const i = indexOfItem(old);
+    if (shown) {
+      const v = indexIn(state.view, old);
+      if (v >= 0) state.view.splice(v, 1);
+    } else {
+      dropFromView(uid); // filtered out now: as if removed (the selection moves on)
+    }
+    const i = indexIn(state.items, old);
     if (i >= 0) state.items.splice(i, 1);
   }
-  const idx = searchIndex(it);
-  state.items.splice(idx, 0, it);
+  state.items.splice(searchIn(state.items, it), 0, it);
   state.byUID.set(uid, it);
   addModalityOption(it.modality);
-
-  const oldRow = state.rows.get(uid);
-  if (matches(it, filters())) {
-    // The row after which it belongs: the next rendered item's.
-    let next = null;
-    for (let j = idx + 1; j < state.items.length; j++) {
-      const r = state.rows.get(state.items[j].study_uid);
-      if (r && r !== oldRow) {
-        next = r;
-        break;
-      }
-    }
-    let tr = oldRow;
-    if (tr) {
-      fillRow(tr, it, Date.now());
-      // Move the row itself, only when its place changed.
-      if (tr.nextElementSibling !== next) {
-        const hadFocus = document.activeElement === tr;
-        el.tbody.insertBefore(tr, next);
-        if (hadFocus) tr.focus({ preventScroll: true });
-      }
-    } else {
-      tr = newRow(it, Date.now());
-      el.tbody.insertBefore(tr, next);
-      state.rows.set(uid, tr);
-    }
-    if (highlight) flash(tr);
-  } else if (oldRow) {
-    removeRow(uid);
+  if (shown) {
+    state.view.splice(searchIn(state.view, it), 0, it);
+    const tr = state.rows.get(uid);
+    if (tr) fillRow(tr, it, Date.now());
   }
-  if (!state.selected) applySelection(false);
-  if (panel && panel.study === uid) panel.update(it);
-}
-
-function removeRow(uid) {
+  renderWindow();
   const tr = state.rows.get(uid);
-  if (!tr) return;
-  let next = '';
-  if (uid === state.selected) {
-    const sib = tr.nextElementSibling || tr.previousElementSibling;
-    next = sib ? sib.dataset.study : '';
-  }
-  const hadFocus = document.activeElement === tr;
-  tr.remove();
-  state.rows.delete(uid);
-  if (state.tabStop === tr) state.tabStop = null;
-  if (uid === state.selected) {
-    state.selected = '';
-    if (next) select(next, { focus: hadFocus, scroll: false, follow: false });
-  }
-  applySelection(false);
+  if (tr && highlight) flash(tr);
+  if (panel && panel.study === uid) panel.update(it);
 }
 
 /** remove takes a study off the list (completed, or gone). */
 function remove(uid) {
   const old = state.byUID.get(uid);
   if (!old) return;
-  const i = indexOfItem(old);
+  dropFromView(uid);
+  const i = indexIn(state.items, old);
   if (i >= 0) state.items.splice(i, 1);
   state.byUID.delete(uid);
   const wasPanel = panel && panel.study === uid;
-  removeRow(uid);
+  renderWindow();
   if (wasPanel && panel.study === uid) panel.close();
 }
 
@@ -278,7 +375,8 @@ function markSelected(tr, on) {
 
 /**
  * applySelection marks the selected row, and keeps one row in the Tab
- * order (state.tabStop: the selected row, else the first).
+ * order (state.tabStop: the selected row when it is rendered, else the
+ * first rendered row).
  */
 function applySelection(scroll) {
   const tr = state.selected ? state.rows.get(state.selected) : null;
@@ -294,30 +392,38 @@ function applySelection(scroll) {
   }
 }
 
+/**
+ * select makes the study uid (one the filters show) the selected one; with
+ * scroll, a study off screen is scrolled to and its row rendered first.
+ */
 function select(uid, { focus = true, scroll = true, follow = true } = {}) {
-  if (!state.rows.has(uid)) return;
+  const i = viewIndex(uid);
+  if (i < 0) return;
+  if (scroll && !state.rows.has(uid)) {
+    scrollToIndex(i);
+    renderWindow();
+  }
   const prev = state.rows.get(state.selected);
   if (prev) markSelected(prev, false);
   state.selected = uid;
   applySelection(scroll);
   const tr = state.rows.get(uid);
-  if (focus) tr.focus({ preventScroll: !scroll });
+  if (focus && tr) tr.focus({ preventScroll: !scroll });
   if (follow && panel && panel.isOpen) panel.show(state.byUID.get(uid));
 }
 
 function move(delta) {
-  const rows = el.tbody.rows;
-  if (!rows.length) return;
-  const cur = state.rows.get(state.selected);
-  let i = cur ? cur.sectionRowIndex + delta : 0;
-  i = Math.max(0, Math.min(rows.length - 1, i));
-  select(rows[i].dataset.study);
+  const n = state.view.length;
+  if (!n) return;
+  const cur = state.selected ? viewIndex(state.selected) : -1;
+  const i = cur < 0 ? 0 : Math.max(0, Math.min(n - 1, cur + delta));
+  select(state.view[i].study_uid);
 }
 
 function openPanel(uid, focus = true) {
   const it = state.byUID.get(uid || state.selected);
   if (!it) return;
-  if (state.rows.has(it.study_uid) && state.selected !== it.study_uid) select(it.study_uid, { focus: false, follow: false });
+  if (state.selected !== it.study_uid && viewIndex(it.study_uid) >= 0) select(it.study_uid, { focus: false, follow: false });
   panel.show(it, { focus });
 }
 
@@ -484,13 +590,14 @@ function onKey(e) {
     case 'Home':
       if (!onControl) {
         e.preventDefault();
-        if (el.tbody.rows.length) select(el.tbody.rows[0].dataset.study);
+        window.scrollTo(0, 0); // the top of the page, filters and counts included
+        if (state.view.length) select(state.view[0].study_uid);
       }
       break;
     case 'End':
       if (!onControl) {
         e.preventDefault();
-        if (el.tbody.rows.length) select(el.tbody.rows[el.tbody.rows.length - 1].dataset.study);
+        if (state.view.length) select(state.view[state.view.length - 1].study_uid);
       }
       break;
     case 'Enter':
@@ -538,17 +645,15 @@ function showHelp() {
 // ---- loading and live events ----
 
 /**
- * reload reads the whole list again. The first time it shows the top of
- * the first page (a screenful) as soon as it arrives, opens the event
- * stream from that page's event_id, builds the other rows as their pages
- * arrive into one fragment off the document, adds that fragment once the
- * list is complete, and marks 'worklist-rendered'. Off the document,
- * building rows costs no style or layout, so the browser does that work
- * once, after the last page, instead of in the frames between pages
- * (which then only paint the first screenful). Later loads (after a
- * reconnection, or a "rebuilt" or "reset" event) keep the current rows
- * until the new list is complete. Events that arrive meanwhile are
- * applied after it.
+ * reload reads the whole list again, streamed in one request
+ * (api.fetchWorklist). The event stream opens from the list's event ID as
+ * soon as the answer starts. The first time, the first screenful of rows
+ * is shown as soon as its items are in (mark 'worklist-first-screen');
+ * the rest of the list, its counts and the full scroll height follow when
+ * the list is complete (mark 'worklist-rendered'). Later loads (after a reconnection,
+ * or a "rebuilt" or "reset" event) keep the current list on screen until
+ * the new one is complete. Events that arrive meanwhile are applied after
+ * it.
  */
 async function reload() {
   if (state.loading) {
@@ -557,67 +662,53 @@ async function reload() {
   }
   state.loading = true;
   state.pending = [];
-  const progressive = !state.rendered;
-  const f = filters();
-  let dups = false;
-  let rest = null; // the rows after the first page, first load only
-  let onPage = (items, page, first) => {
+  const firstLoad = !state.rendered;
+  const screenful = Math.ceil(window.innerHeight / state.rowH) + overscan;
+  let early = firstLoad ? [] : null; // the first items, until a screenful is shown
+  if (firstLoad) performance.mark('worklist-fetch-start');
+  const onBatch = (items, page, first) => {
     if (first && !live.started) live.start(page.event_id);
+    if (!early) return;
+    for (const it of items) early.push(it);
+    if (early.length >= screenful) {
+      // The top of the list, in order: show it while the rest arrives.
+      state.items = early;
+      state.byUID = new Map(early.map((it) => [it.study_uid, it]));
+      rebuildView();
+      renderWindow();
+      el.loading.hidden = true;
+      early = null;
+      performance.mark('worklist-first-screen');
+    }
   };
-  if (progressive) {
-    performance.mark('worklist-fetch-start');
-    el.tbody.replaceChildren();
-    state.rows.clear();
-    state.tabStop = null;
-    const seen = new Set();
-    const now = Date.now();
-    rest = document.createDocumentFragment();
-    onPage = (items, page, first) => {
-      for (const it of items) {
-        if (seen.has(it.study_uid)) {
-          // Moved between two pages: the later copy wins.
-          dups = true;
-          const r = state.rows.get(it.study_uid);
-          if (r) r.remove();
-          state.rows.delete(it.study_uid);
-        }
-        seen.add(it.study_uid);
-      }
-      if (first) {
-        // A screenful goes on the page at once; the rest waits in rest.
-        const n = Math.ceil(window.innerHeight / 20);
-        el.tbody.append(rowsFor(items.slice(0, n), f, now));
-        rest.append(rowsFor(items.slice(n), f, now));
-        el.loading.hidden = true;
-        if (!live.started) live.start(page.event_id);
-      } else {
-        rest.append(rowsFor(items, f, now));
-      }
-    };
-  }
   try {
-    const items = await api.fetchWorklist(onPage);
-    if (rest) el.tbody.append(rest);
+    const items = await api.fetchWorklist(onBatch);
     state.byUID = new Map();
     for (const it of items) {
       state.byUID.set(it.study_uid, it);
       addModalityOption(it.modality);
     }
     state.items = state.byUID.size === items.length ? items : [...state.byUID.values()];
-    state.items.sort(compare); // the API's order already: linear
+    // The API's order already (linear), unless an item changed while the
+    // list was read.
+    state.items.sort(compare);
     if (state.selected && !state.byUID.has(state.selected)) state.selected = '';
     state.loading = false;
-    if (!progressive || dups || filterKey(filters()) !== filterKey(f)) {
-      renderAll();
-    } else {
-      applySelection(false);
-      updateCounts();
-      updateShown();
+    rebuildView();
+    const now = Date.now();
+    for (const [uid, tr] of state.rows) {
+      // Rows that stay show the item as read now.
+      const it = state.byUID.get(uid);
+      if (it) fillRow(tr, it, now);
     }
+    renderWindow(now);
+    updateCounts();
+    updateShown();
     el.loading.hidden = true;
     el.error.hidden = true;
     if (!state.rendered) {
       state.rendered = true;
+      if (early) performance.mark('worklist-first-screen'); // the whole list fit in less than a screenful
       performance.mark('worklist-rendered');
     }
     if (panel.isOpen) {
@@ -708,6 +799,8 @@ function wire() {
     if (el.mine.checked) renderAll();
   });
   for (const f of [el.modality, el.tier, el.status, el.mine]) f.addEventListener('change', renderAll);
+  window.addEventListener('scroll', queueWindow, { passive: true });
+  window.addEventListener('resize', queueWindow);
   $('filters').addEventListener('submit', (e) => e.preventDefault());
 
   el.tbody.addEventListener('click', (e) => {

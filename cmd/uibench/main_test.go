@@ -87,20 +87,20 @@ func TestReorderCandidates(t *testing.T) {
 		if len(s.findings) > 0 || worklist.PriorityTier(s.study.OrderPriority) != worklist.TierRoutine {
 			t.Errorf("candidate %d (%s) is not routine without findings", i, s.study.StudyUID)
 		}
-		if i > 0 && s.study.Received.After(c[i-1].study.Received) {
-			t.Errorf("candidate %d received after candidate %d: want the latest first", i, i-1)
+		if i > 0 && s.study.Received.Before(c[i-1].study.Received) {
+			t.Errorf("candidate %d received before candidate %d: want the earliest first", i, i-1)
 		}
 	}
-	// None left out that was received later than the last one kept.
+	// None left out that was received earlier than the last one kept.
 	last := c[len(c)-1].study.Received
 	n := 0
 	for _, s := range studies {
-		if len(s.findings) == 0 && worklist.PriorityTier(s.study.OrderPriority) == worklist.TierRoutine && s.study.Received.After(last) {
+		if len(s.findings) == 0 && worklist.PriorityTier(s.study.OrderPriority) == worklist.TierRoutine && s.study.Received.Before(last) {
 			n++
 		}
 	}
 	if n != 19 {
-		t.Errorf("%d routine studies without findings received after the last candidate, want 19", n)
+		t.Errorf("%d routine studies without findings received before the last candidate, want 19", n)
 	}
 }
 

@@ -98,8 +98,13 @@ func seedWorklist(ctx context.Context, wl *worklist.Worklist, studies []seeded, 
 }
 
 // reorderCandidates returns up to n routine studies without findings,
-// the most recently received first: the bottom of the list, which a
-// critical finding moves furthest.
+// the earliest received first. A critical finding moves each from far
+// down the list (routine: due 8 h after receipt, behind every critical
+// and urgent study, off screen) to the top (due 15 min after receipt,
+// earlier than any other), where the radiologist is looking: the
+// re-order a reader sees. (The most recently received would land among
+// the other critical studies, hundreds of rows down, off screen, where
+// the windowed list renders nothing.)
 func reorderCandidates(studies []seeded, n int) []seeded {
 	var c []seeded
 	for _, s := range studies {
@@ -107,6 +112,6 @@ func reorderCandidates(studies []seeded, n int) []seeded {
 			c = append(c, s)
 		}
 	}
-	slices.SortStableFunc(c, func(a, b seeded) int { return b.study.Received.Compare(a.study.Received) })
+	slices.SortStableFunc(c, func(a, b seeded) int { return a.study.Received.Compare(b.study.Received) })
 	return c[:min(n, len(c))]
 }
