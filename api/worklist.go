@@ -327,15 +327,8 @@ func (s *server) worklistList(c *gin.Context) {
 	ctx := c.Request.Context()
 	// The event ID first: every change after it is in the stream, so a
 	// change made while the page is read is not lost, only maybe seen twice.
-	eventID, err := s.cfg.Worklist.LastEventID(ctx)
-	if err != nil {
-		// LastEventID does not mark an unreachable Redis as
-		// worklist.ErrUnavailable (List does): answer List's error, a
-		// 503, when it fails too.
-		if _, _, lerr := s.cfg.Worklist.List(ctx, f); lerr != nil {
-			err = lerr
-		}
-		s.abortWithError(c, err)
+	eventID, ok := s.worklistEventID(c)
+	if !ok {
 		return
 	}
 	items, next, err := s.cfg.Worklist.List(ctx, f)
@@ -348,6 +341,24 @@ func (s *server) worklistList(c *gin.Context) {
 		page.Items = append(page.Items, toWorklistItem(&items[i]))
 	}
 	c.JSON(http.StatusOK, page)
+}
+
+// worklistEventID reads the newest event ID of the worklist's stream for a
+// list answer. LastEventID does not mark an unreachable Redis as
+// worklist.ErrUnavailable (List does): when it fails, the answer is
+// List's error (a 503 when Redis is down) if List fails too, else its
+// own; ok is false once that answer is written.
+func (s *server) worklistEventID(c *gin.Context) (id string, ok bool) {
+	ctx := c.Request.Context()
+	id, err := s.cfg.Worklist.LastEventID(ctx)
+	if err != nil {
+		if _, _, lerr := s.cfg.Worklist.List(ctx, worklist.Filter{Limit: 1}); lerr != nil {
+			err = lerr
+		}
+		s.abortWithError(c, err)
+		return "", false
+	}
+	return id, true
 }
 
 // ndjsonType is the media type of the streamed list (one JSON value per
@@ -408,13 +419,8 @@ func (s *server) worklistStream(c *gin.Context, f worklist.Filter) {
 		return
 	}
 	ctx := c.Request.Context()
-	eventID, err := s.cfg.Worklist.LastEventID(ctx)
-	if err != nil {
-		// As worklistList: List's error says whether Redis is unreachable (503).
-		if _, _, lerr := s.cfg.Worklist.List(ctx, worklist.Filter{Limit: 1}); lerr != nil {
-			err = lerr
-		}
-		s.abortWithError(c, err)
+	eventID, ok := s.worklistEventID(c)
+	if !ok {
 		return
 	}
 	w := c.Writer
@@ -422,13 +428,16 @@ func (s *server) worklistStream(c *gin.Context, f worklist.Filter) {
 	enc.SetEscapeHTML(false)
 	count := 0
 	started := false
-	err = s.cfg.Worklist.Scan(ctx, f, func(items []worklist.Item) error {
+	start := func() {
+		started = true
+		c.Header("Content-Type", ndjsonType)
+		c.Header(eventIDHeader, eventID)
+		c.Header("Cache-Control", "no-store")
+		c.Status(http.StatusOK)
+	}
+	err := s.cfg.Worklist.Scan(ctx, f, func(items []worklist.Item) error {
 		if !started {
-			started = true
-			c.Header("Content-Type", ndjsonType)
-			c.Header(eventIDHeader, eventID)
-			c.Header("Cache-Control", "no-store")
-			c.Status(http.StatusOK)
+			start()
 		}
 		for i := range items {
 			if err := enc.Encode(toWorklistItem(&items[i])); err != nil {
@@ -444,10 +453,7 @@ func (s *server) worklistStream(c *gin.Context, f worklist.Filter) {
 		return
 	}
 	if !started {
-		c.Header("Content-Type", ndjsonType)
-		c.Header(eventIDHeader, eventID)
-		c.Header("Cache-Control", "no-store")
-		c.Status(http.StatusOK)
+		start() // an empty list: just the end line
 	}
 	if err != nil {
 		if ctx.Err() == nil {

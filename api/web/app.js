@@ -49,7 +49,6 @@ const state = {
   byUID: new Map(), // study UID -> item
   view: [], // the items the filters show, in order
   rows: new Map(), // study UID -> <tr>, for the rendered window of the view
-  window: { first: 0, last: 0 }, // the view's rendered rows: [first, last)
   rowH: 46, // px, as the CSS fixes it (measured on the first rows)
   rowHMeasured: false,
   selected: '',
@@ -230,17 +229,10 @@ function renderWindow(now = Date.now()) {
     el.tbody.insertBefore(tr, cur);
     if (tr === focused) tr.focus({ preventScroll: true }); // a move loses the focus
   }
-  while (cur) {
-    // Not a row of ours (none should be): never leave one behind.
-    const next = cur.nextElementSibling;
-    cur.remove();
-    cur = next;
-  }
   el.tbody.style.paddingTop = first * h + 'px';
   el.tbody.style.paddingBottom = (n - last) * h + 'px';
   const count = String(n + 1);
   if (el.table.getAttribute('aria-rowcount') !== count) el.table.setAttribute('aria-rowcount', count);
-  state.window = { first, last };
   if (!state.rowHMeasured && want.length) {
     // The CSS fixes the height; measure it once (zoom, fonts) and redo.
     state.rowHMeasured = true;
