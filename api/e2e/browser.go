@@ -549,27 +549,16 @@ func (a *API) WorklistChange(ctx context.Context, study, action, user string) er
 // decodes the PNG; a status other than 200 is an *HTTPError, a body that
 // is not a PNG an error.
 func (a *API) KeyImage(ctx context.Context, study string, q url.Values) (image.Image, error) {
-	u := a.Base + "/api/v1/studies/" + url.PathEscape(study) + "/key-image.png"
+	path := "/api/v1/studies/" + url.PathEscape(study) + "/key-image.png"
 	if len(q) > 0 {
-		u += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	u := a.Base + path
+	b, header, err := a.get(ctx, path, "")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.http().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &HTTPError{"GET", u, resp.StatusCode, string(b)}
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "image/png" {
+	if ct := header.Get("Content-Type"); ct != "image/png" {
 		return nil, fmt.Errorf("GET %s: Content-Type %q, want image/png", u, ct)
 	}
 	img, err := png.Decode(bytes.NewReader(b))

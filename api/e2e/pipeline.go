@@ -402,25 +402,38 @@ func (a *API) http() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second}
 }
 
-// GetJSON GETs path (under Base) and decodes a 200 answer into out; any
-// other status is an *HTTPError.
-func (a *API) GetJSON(ctx context.Context, path string, out any) error {
+// get GETs path (under Base), with accept as the Accept header unless
+// it is "", and returns the body and headers of a 200 answer; any other
+// status is an *HTTPError.
+func (a *API) get(ctx context.Context, path, accept string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.Base+path, nil)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := a.http().Do(req)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return &HTTPError{"GET", a.Base + path, resp.StatusCode, string(b)}
+		return nil, nil, &HTTPError{"GET", a.Base + path, resp.StatusCode, string(b)}
+	}
+	return b, resp.Header, nil
+}
+
+// GetJSON GETs path (under Base) and decodes a 200 answer into out; any
+// other status is an *HTTPError.
+func (a *API) GetJSON(ctx context.Context, path string, out any) error {
+	b, _, err := a.get(ctx, path, "application/json")
+	if err != nil {
+		return err
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("GET %s: %w: %.300s", a.Base+path, err, b)
